@@ -1,0 +1,216 @@
+"""The three SAMPLER nodes: thin wiring from node inputs to the math in ``sampler/``.
+
+What lives here is only what needs the host: checks of the model, the sigmas and the latents
+before any model call (so a wrong graph fails with a message, not a traceback from torch), the
+move of the reference into the model's latent space, and interrupt on every step.
+"""
+import comfy.model_management
+import comfy.model_sampling
+import comfy.samplers
+import torch
+from comfy_api.latest import io
+
+from .. import sampler as rf
+
+CATEGORY = "sampling/custom_sampling/samplers"
+
+
+class PackSampler(comfy.samplers.KSAMPLER):
+    """A KSAMPLER that checks its inputs first and honours interrupt on every step."""
+
+    title = "sampler"
+    uses_noise = True
+
+    def check(self, model_wrap, sigmas, noise, latent_image):
+        where = f"{self.title}:"
+        if not isinstance(model_wrap.inner_model.model_sampling, comfy.model_sampling.CONST):
+            kind = type(model_wrap.inner_model.model_sampling).__name__
+            raise ValueError(f"{where} the model is not a rectified-flow model (its sampling is {kind}, not CONST). "
+                             "Use a flow model such as Flux, SD3, Chroma, Wan or HunyuanVideo.")
+        if not self.uses_noise and noise is not None and torch.count_nonzero(noise) > 0:
+            raise ValueError(f"{where} this sampler ignores the noise input, and a noise source is wired to it. "
+                             "Connect DisableNoise to SamplerCustomAdvanced's noise (or turn add_noise off in SamplerCustom).")
+        if latent_image is not None and not torch.isfinite(latent_image).all():
+            raise ValueError(f"{where} the latent_image holds NaN or inf values; check the node that made it.")
+
+    def interruptible(self, callback, total_steps):
+        def step_callback(i, denoised, x, total=total_steps):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            if callback is not None:
+                callback(i, denoised, x, total)
+        return step_callback
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+        self.check(model_wrap, sigmas, noise, latent_image)
+        callback = self.interruptible(callback, len(sigmas) - 1)
+        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+
+
+class FlowStateSampler(PackSampler):
+    """A sampler whose latent input is the state at the first sigma and whose output is the state at
+    the last sigma, as they are. ComfyUI's KSAMPLER instead scales the input as noise plus image
+    and divides the output by (1 - last sigma): that drops the structured noise at sigma = 1 and
+    divides by zero there. The guider still moves both latents in and out of the model's space."""
+
+    uses_noise = False
+
+    def options(self, model_wrap, sigmas, latent_image, extra_args):
+        return {}
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+        self.check(model_wrap, sigmas, noise, latent_image)
+        options = self.options(model_wrap, sigmas, latent_image, extra_args)
+        extra_args["denoise_mask"] = denoise_mask
+        model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
+        model_k.latent_image = latent_image
+        model_k.noise = noise
+        step_callback = self.interruptible(callback, len(sigmas) - 1)
+        return self.sampler_function(model_k, latent_image.clone(), sigmas, extra_args=extra_args,
+                                     callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
+                                     disable=disable_pbar, **options)
+
+
+class RFInversionKSampler(FlowStateSampler):
+    title = "RF-Inversion Sampler"
+
+    def __init__(self, gamma, seed):
+        super().__init__(rf.sample_rf_inversion)
+        self.gamma, self.seed = gamma, seed
+
+    def check(self, model_wrap, sigmas, noise, latent_image):
+        super().check(model_wrap, sigmas, noise, latent_image)
+        if len(sigmas) > 1 and not bool((sigmas[1:] > sigmas[:-1]).all()):
+            raise ValueError(f"{self.title}: the sigmas must increase (inversion runs from the image toward noise). "
+                             "Connect FlipSigmas between the scheduler and the sampler.")
+        if len(sigmas) > 1 and not (0 < float(sigmas[0]) and float(sigmas[-1]) <= 1):
+            raise ValueError(f"{self.title}: the sigmas must lie in (0, 1], got {float(sigmas[0]):g} to {float(sigmas[-1]):g}. "
+                             "Use FlipSigmas on a flow model's schedule (it turns a leading 0 into 1e-4).")
+
+    def options(self, model_wrap, sigmas, latent_image, extra_args):
+        return {"gamma": self.gamma, "y1": rf.seeded_noise(latent_image.shape, self.seed, latent_image)}
+
+
+class ControlledReverseKSampler(FlowStateSampler):
+    title = "Controlled Reverse Sampler"
+
+    def __init__(self, reference, eta, start, stop, eta_trend, stochastic, seed):
+        super().__init__(rf.sample_controlled_reverse)
+        self.reference = reference
+        self.eta, self.start, self.stop, self.eta_trend = eta, start, stop, eta_trend
+        self.stochastic, self.seed = stochastic, seed
+
+    def check(self, model_wrap, sigmas, noise, latent_image):
+        super().check(model_wrap, sigmas, noise, latent_image)
+        if len(sigmas) > 1 and not bool((sigmas[1:] < sigmas[:-1]).all()):
+            raise ValueError(f"{self.title}: the sigmas must decrease (the reverse runs from noise to the image). "
+                             "Connect the scheduler's sigmas directly, without FlipSigmas.")
+        ref = self.reference["samples"]
+        if ref.ndim != latent_image.ndim or ref.shape[1:] != latent_image.shape[1:] or ref.shape[0] not in (1, latent_image.shape[0]):
+            raise ValueError(f"{self.title}: the reference latent has shape {tuple(ref.shape)}, but the latent being "
+                             f"sampled has shape {tuple(latent_image.shape)}. Connect the same image latent that was inverted.")
+        if not torch.isfinite(ref).all():
+            raise ValueError(f"{self.title}: the reference latent holds NaN or inf values; check the node that made it.")
+
+    def options(self, model_wrap, sigmas, latent_image, extra_args):
+        # y0 goes into the model's latent space the way the guider moves every latent.
+        y0 = model_wrap.inner_model.process_latent_in(self.reference["samples"].to(latent_image))
+        etas = rf.eta_schedule(len(sigmas) - 1, self.eta, self.start, self.stop, self.eta_trend)
+        noise = rf.NoiseStream(self.seed, latent_image) if self.stochastic else None
+        return {"y0": y0, "etas": etas, "noise": noise}
+
+
+class RectifiedSDEKSampler(PackSampler):
+    title = "Rectified SDE Sampler"
+
+    def __init__(self, s_noise):
+        super().__init__(rf.sample_rectified_sde, {"s_noise": s_noise})
+
+
+class RFInversionSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="RFInversionSampler",
+            display_name="RF-Inversion Sampler",
+            category=CATEGORY,
+            description="Controlled forward ODE (RF-Inversion, Algorithm 1): turns an image latent into structured noise "
+                        "that the Controlled Reverse Sampler edits. Use with FlipSigmas sigmas, DisableNoise, the image "
+                        "latent as latent_image, and an empty prompt with guidance 0.",
+            inputs=[
+                io.Float.Input("gamma", default=0.5, min=0.0, max=1.0, step=0.01,
+                               tooltip="Controller strength toward the seeded noise y1. 0 is plain ODE inversion (most "
+                                       "faithful, least editable); 1 goes straight to y1 (forgets the image). The paper uses 0.5."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
+                             tooltip="Seed of the noise sample y1 that the controller pulls toward (the same noise RandomNoise draws with this seed)."),
+            ],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, gamma, seed) -> io.NodeOutput:
+        return io.NodeOutput(RFInversionKSampler(gamma, seed))
+
+
+class ControlledReverseSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ControlledReverseSampler",
+            display_name="Controlled Reverse Sampler",
+            category=CATEGORY,
+            description="Controlled reverse ODE (RF-Inversion, Algorithm 2): takes the inverted latent back to an image "
+                        "under the edit prompt, guided toward the reference image over the start/stop window. Use with "
+                        "the scheduler's sigmas, DisableNoise, and the inverted latent as latent_image.",
+            inputs=[
+                io.Latent.Input("reference", tooltip="The image latent y0 that was inverted: the controller pulls toward it."),
+                io.Float.Input("eta", default=0.9, min=0.0, max=1.0, step=0.01,
+                               tooltip="Controller strength toward the reference inside the window. Higher keeps more of the "
+                                       "photo, lower follows the prompt more. The paper uses 0.9 to 1.0."),
+                io.Float.Input("start", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Start of the guidance window, as a fraction of the steps run (start <= i/steps)."),
+                io.Float.Input("stop", default=0.25, min=0.0, max=1.0, step=0.01,
+                               tooltip="End of the guidance window, as a fraction of the steps run (i/steps < stop). A later "
+                                       "stop keeps more of the photo; the paper uses about 7 of 28 steps (0.25)."),
+                io.Combo.Input("eta_trend", options=list(rf.ETA_TRENDS), default="constant",
+                               tooltip="How eta varies over the window: constant, or ramping up to / down from eta."),
+                io.Boolean.Input("stochastic", default=False,
+                                 tooltip="Use the controlled rectified SDE step (paper Eq. 17) instead of the ODE. Its noise is "
+                                         "scaled by (1 - eta) as in the paper, so eta = 1 still lands on the reference; the "
+                                         "authors' code leaves that factor out."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
+                             tooltip="Seed of the stochastic mode's noise (unused by the ODE)."),
+            ],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, reference, eta, start, stop, eta_trend, stochastic, seed) -> io.NodeOutput:
+        if start >= stop:
+            raise ValueError(f"Controlled Reverse Sampler: start ({start}) must be below stop ({stop}). "
+                             "Set start to 0 and stop to 0.25 for the paper's setting.")
+        return io.NodeOutput(ControlledReverseKSampler(reference, eta, start, stop, eta_trend, stochastic, seed))
+
+
+class RectifiedSDESampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="RectifiedSDESampler",
+            display_name="Rectified SDE Sampler",
+            category=CATEGORY,
+            description="The rectified SDE (RF-Inversion §3): a stochastic sampler with the flow ODE's marginals, for "
+                        "generation from noise with any flow model. Its noise is drawn from the sampling seed.",
+            inputs=[
+                io.Float.Input("s_noise", default=1.0, min=0.0, max=100.0, step=0.01,
+                               tooltip="Scale of the noise added per step. 1 is the exact SDE with the flow's marginals; "
+                                       "below 1 the images get smoother, and 0 is no longer a sampler of the model."),
+            ],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, s_noise) -> io.NodeOutput:
+        return io.NodeOutput(RectifiedSDEKSampler(s_noise))
+
+
+NODES = [RFInversionSampler, ControlledReverseSampler, RectifiedSDESampler]

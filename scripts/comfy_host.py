@@ -1,0 +1,176 @@
+"""The real ComfyUI host for this pack: a headless server in a child process, or the host in-process.
+
+    .venv/bin/python scripts/comfy_host.py serve [--port 8188]     start it, print the address, wait
+    .venv/bin/python scripts/comfy_host.py start --port N --base DIR  start it in the background, print its pid
+    .venv/bin/python scripts/comfy_host.py stop --pid PID             stop it
+
+The pack is linked into ``BASE/custom_nodes/`` under the name ``rf_inversion``. Tests, the demo and
+the benchmarks import this module for the same start-up.
+"""
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMFY = ROOT / ".host" / "ComfyUI"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+PACK_NAME = "rf_inversion"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def link_pack(base_dir, extra_packs=()):
+    """Make ``base_dir`` a ComfyUI base directory with this pack (and ``extra_packs``) linked in."""
+    custom = Path(base_dir) / "custom_nodes"
+    custom.mkdir(parents=True, exist_ok=True)
+    for name, target in [(PACK_NAME, ROOT), *[(Path(p).name, Path(p)) for p in extra_packs]]:
+        link = custom / name
+        if link.is_symlink() and link.resolve() != Path(target).resolve():
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(Path(target).resolve(), target_is_directory=True)
+    return custom
+
+
+class Server:
+    """A running ComfyUI server, stopped by its process id."""
+
+    def __init__(self, process, port, log_path):
+        self.process, self.port, self.log_path = process, port, Path(log_path)
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def get(self, path, timeout=30):
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def post(self, path, payload, timeout=30):
+        request = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self):
+        stop_pid(self.process.pid)
+
+
+def start_server(base_dir, port=None, extra_packs=(), log_path=None, timeout=300, extra_args=()):
+    """Start ``main.py --cpu`` headless with the pack linked in, and wait until /object_info answers."""
+    if not (COMFY / "main.py").exists():
+        raise SystemExit(f"ComfyUI is not set up at {COMFY}: run scripts/setup.sh first")
+    base_dir = Path(base_dir)
+    link_pack(base_dir, extra_packs)
+    port = port or free_port()
+    log_path = Path(log_path or base_dir / "comfyui.log")
+    log = open(log_path, "w")
+    command = [str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+               "--base-directory", str(base_dir), *extra_args]
+    process = subprocess.Popen(command, cwd=COMFY, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited with code {process.returncode}:\n{server.log()[-4000:]}")
+        try:
+            server.get("/object_info/KSampler", timeout=5)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.stop()
+    raise TimeoutError(f"ComfyUI did not answer /object_info in {timeout} s:\n{server.log()[-4000:]}")
+
+
+def stop_pid(pid, timeout=20):
+    """Stop the server's process group: SIGTERM, then SIGKILL if it lingers."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:  # not our child: poll for its end
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+_IN_PROCESS = {}
+
+
+def import_host(extra_packs=()):
+    """Import the real host into this process, on the CPU, with the core custom-sampling nodes and
+    this pack loaded the way ComfyUI loads custom nodes. Returns ComfyUI's ``nodes`` module and the
+    pack's module."""
+    if "nodes" in _IN_PROCESS:
+        return _IN_PROCESS["nodes"], _IN_PROCESS["pack"]
+    if str(COMFY) not in sys.path:
+        sys.path.insert(0, str(COMFY))
+    import utils.extra_config  # noqa: F401  as main.py does first: ComfyUI's utils package, not comfy/utils.py
+    from comfy.cli_args import args
+    args.cpu = True  # before comfy.model_management is imported, or it looks for CUDA
+    import comfy.model_management  # noqa: F401
+    import nodes
+
+    base = ROOT / ".host" / "inprocess"
+    custom = link_pack(base, extra_packs)
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    for pack in sorted(custom.iterdir()):
+        if not asyncio.run(nodes.load_custom_node(str(pack))):
+            raise RuntimeError(f"ComfyUI could not load the custom node pack at {pack}")
+    _IN_PROCESS["nodes"] = nodes
+    _IN_PROCESS["pack"] = sys.modules[str(custom / PACK_NAME).replace(".", "_x_")]
+    return _IN_PROCESS["nodes"], _IN_PROCESS["pack"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["serve", "start", "stop"])
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--base", default=str(ROOT / ".host" / "base"), help="ComfyUI base directory")
+    parser.add_argument("--pid", type=int)
+    opts = parser.parse_args()
+    if opts.command == "stop":
+        stop_pid(opts.pid)
+        return
+    print(f"starting ComfyUI with the pack (base directory {opts.base}) ...", flush=True)
+    server = start_server(opts.base, opts.port or (8188 if opts.command == "serve" else None))
+    if opts.command == "start":
+        print(server.pid)
+        return
+    print(f"ComfyUI is running at {server.url}  (log: {server.log_path}; Ctrl-C stops it)", flush=True)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
