@@ -1,0 +1,43 @@
+"""Fixtures that give tests the real ComfyUI host: in-process, and as a running server."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import comfy_host  # noqa: E402
+
+# Test-only node packs (tiny model loaders and the like) that the test server loads beside the pack.
+TEST_PACKS = [p for p in (ROOT / "tests" / "test_nodes",) if (p / "__init__.py").exists()]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def host():
+    """ComfyUI imported in this process on the CPU, with its extra nodes and this pack loaded the way
+    ComfyUI loads custom nodes. Returns ComfyUI's ``nodes`` module."""
+    nodes, _ = comfy_host.import_host(extra_packs=TEST_PACKS)
+    return nodes
+
+
+@pytest.fixture(scope="session")
+def pack(host):
+    """The pack's module, as the host imported it."""
+    return comfy_host.import_host()[1]
+
+
+@pytest.fixture(scope="session")
+def node(host):
+    """A node class by its id, from the host's registry."""
+    return lambda node_id: host.NODE_CLASS_MAPPINGS[node_id]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A real ComfyUI server (main.py --cpu) with the pack linked into its custom_nodes."""
+    base = tmp_path_factory.mktemp("comfy_base")
+    srv = comfy_host.start_server(base, extra_packs=TEST_PACKS)
+    yield srv
+    srv.stop()

@@ -1,0 +1,77 @@
+"""The pack in the real ComfyUI host: as a server, in-process, and the CI entry point."""
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT
+
+PACK_NODES = {"RFInversionSampler": "RF-Inversion Sampler",
+              "ControlledReverseSampler": "Controlled Reverse Sampler",
+              "RectifiedSDESampler": "Rectified SDE Sampler"}
+
+
+def test_server_lists_the_pack_nodes_and_logs_no_import_failure(server):
+    info = server.get("/object_info")
+    assert len(info) > 300, "the host's own nodes are missing"
+    for node_id, title in PACK_NODES.items():
+        assert node_id in info, f"{node_id} not in /object_info"
+        assert info[node_id]["display_name"] == title
+        assert info[node_id]["category"] == "sampling/custom_sampling/samplers"
+        assert info[node_id]["output"] == ["SAMPLER"]
+        for name, spec in info[node_id]["input"]["required"].items():
+            assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+    log = server.log()
+    assert "rf_inversion" in log, "the server did not report loading the pack"
+    bad = [line for line in log.splitlines()
+           if "rf_inversion" in line and ("IMPORT FAILED" in line or "Cannot import" in line or "Traceback" in line)]
+    assert not bad, bad
+
+
+def test_host_imports_the_pack_in_process(host, pack):
+    for node_id in PACK_NODES:
+        assert node_id in host.NODE_CLASS_MAPPINGS
+        assert host.NODE_DISPLAY_NAME_MAPPINGS[node_id] == PACK_NODES[node_id]
+    # V3 only: with NODE_CLASS_MAPPINGS the loader would skip comfy_entrypoint.
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS")
+    import asyncio
+    extension = asyncio.run(pack.comfy_entrypoint())
+    listed = asyncio.run(extension.get_node_list())
+    assert [cls.GET_SCHEMA().node_id for cls in listed] == list(PACK_NODES)
+
+
+def test_sampler_math_imports_without_comfyui():
+    code = ("import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('rfmath', r'{ROOT / 'sampler' / '__init__.py'}',"
+            f" submodule_search_locations=[r'{ROOT / 'sampler'}'])\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['rfmath'] = m; spec.loader.exec_module(m)\n"
+            "assert callable(m.sample_rf_inversion)\n"
+            "bad = [k for k in sys.modules if k.split('.')[0] in ('comfy', 'comfy_api', 'nodes', 'folder_paths')]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def _ci_copy(tmp_path, test_body):
+    """A copy of the CI entry point and scripts around one test file, sharing the set-up host."""
+    for rel in (".ci/run", "scripts/test.sh", "scripts/setup.sh", "scripts/requirements-host.txt", "tests/pytest.ini"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    for rel in (".venv", ".host"):
+        (tmp_path / rel).symlink_to(ROOT / rel)
+    (tmp_path / "tests").mkdir(exist_ok=True)
+    (tmp_path / "tests" / "test_one.py").write_text(f"def test_one():\n    {test_body}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_ci_run_fails_when_a_test_fails(tmp_path):
+    result = _ci_copy(tmp_path, "assert 1 == 2")
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "1 failed" in result.stdout
+    assert "setup: host ready" in result.stdout  # the set-up step ran, and found the host in place
+
+
+def test_ci_run_passes_when_the_tests_pass(tmp_path):
+    result = _ci_copy(tmp_path, "assert 1 == 1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
