@@ -13,6 +13,9 @@ import comfy_host  # noqa: E402
 TEST_PACKS = [p for p in (ROOT / "tests" / "test_nodes",) if (p / "__init__.py").exists()]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
+# The host is imported once, here, before any test module: tests may then import comfy at the top.
+comfy_host.import_host(extra_packs=TEST_PACKS)
+
 
 @pytest.fixture(scope="session")
 def host():
