@@ -1,0 +1,128 @@
+"""Wrong graphs fail before any model call, with a message that names the node, the input and the fix."""
+import pytest
+import torch
+
+from test_samplers import SHAPE, Flow
+
+
+@pytest.fixture(scope="module")
+def flow(node):
+    return Flow(node)
+
+
+@pytest.fixture
+def setup(flow):
+    model = flow.model("flux")
+    sigmas = flow.sigmas(model, 6)
+    image = flow.image(model, 1)
+    inverted = flow.invert(model, image, sigmas, gamma=0.5)
+    return model, sigmas, image, inverted
+
+
+def fails_before_any_model_call(flow, model, action, *needles):
+    calls = flow.calls(model)
+    with pytest.raises(ValueError) as error:
+        action()
+    assert flow.calls(model) == calls, "the model was called before the error"
+    for needle in needles:
+        assert needle in str(error.value), str(error.value)
+    return str(error.value)
+
+
+def test_a_model_that_is_not_a_flow_model(flow, node, setup):
+    model, sigmas, image, _ = setup
+    eps = node("ModelSamplingDiscrete")().patch(model, "eps", False)[0]
+    for sampler in (node("RFInversionSampler").execute(0.5, 0)[0],
+                    node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0],
+                    node("RectifiedSDESampler").execute(1.0)[0]):
+        fails_before_any_model_call(flow, model, lambda: flow.run(eps, sampler, sigmas, image),
+                                    sampler.title, "not a rectified-flow model", "CONST")
+
+
+def test_inversion_sigmas_that_do_not_increase(flow, node, setup):
+    model, sigmas, image, _ = setup
+    sampler = node("RFInversionSampler").execute(0.5, 0)[0]
+    fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sigmas, image),
+                                "RF-Inversion Sampler", "sigmas must increase", "Connect FlipSigmas")
+
+
+def test_inversion_sigmas_that_start_at_zero(flow, node, setup):
+    model, sigmas, image, _ = setup
+    sampler = node("RFInversionSampler").execute(0.5, 0)[0]
+    raw = sigmas.flip(0)  # a flip that keeps the leading 0, which FlipSigmas would turn into 1e-4
+    fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, raw, image),
+                                "RF-Inversion Sampler", "(0, 1]", "FlipSigmas")
+
+
+def test_reverse_sigmas_that_do_not_decrease(flow, node, setup):
+    model, sigmas, image, inverted = setup
+    sampler = node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0]
+    flipped = node("FlipSigmas").execute(sigmas)[0]
+    fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, flipped, inverted),
+                                "Controlled Reverse Sampler", "sigmas must decrease", "without FlipSigmas")
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 4, 8), (1, 4, 8, 8), (3, 16, 8, 8)])
+def test_a_reference_whose_shape_does_not_match(flow, node, setup, shape):
+    model, sigmas, _, inverted = setup
+    sampler = node("ControlledReverseSampler").execute({"samples": torch.zeros(shape)}, 0.9, 0.0, 0.25,
+                                                       "constant", False, 0)[0]
+    inverted = {"samples": inverted["samples"].expand(2, *SHAPE[1:]).clone()}
+    fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sigmas, inverted),
+                                "Controlled Reverse Sampler", "reference latent has shape", str(tuple(shape)),
+                                "same image latent")
+
+
+def test_a_reference_with_nan(flow, node, setup):
+    model, sigmas, image, inverted = setup
+    bad = {"samples": torch.full(SHAPE, float("nan"))}
+    sampler = node("ControlledReverseSampler").execute(bad, 0.9, 0.0, 0.25, "constant", False, 0)[0]
+    fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sigmas, inverted),
+                                "Controlled Reverse Sampler", "reference", "NaN")
+
+
+@pytest.mark.parametrize("start,stop", [(0.25, 0.25), (0.5, 0.2)])
+def test_start_not_below_stop(node, start, stop):
+    with pytest.raises(ValueError) as error:
+        node("ControlledReverseSampler").execute({"samples": torch.zeros(SHAPE)}, 0.9, start, stop, "constant", False, 0)
+    assert "Controlled Reverse Sampler" in str(error.value) and "start" in str(error.value) and "stop" in str(error.value)
+
+
+@pytest.mark.parametrize("which", ["inversion", "reverse"])
+def test_a_noise_source_wired_to_a_sampler_that_ignores_it(flow, node, setup, which):
+    model, sigmas, image, inverted = setup
+    noise = node("RandomNoise").execute(42)[0]
+    if which == "inversion":
+        sampler, sig, latent = node("RFInversionSampler").execute(0.5, 0)[0], node("FlipSigmas").execute(sigmas)[0], image
+    else:
+        sampler, sig, latent = node("ControlledReverseSampler").execute(
+            image, 0.9, 0.0, 0.25, "constant", False, 0)[0], sigmas, inverted
+    message = fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sig, latent, noise=noise),
+                                          sampler.title, "ignores the noise input", "DisableNoise")
+    assert "add_noise" in message  # the fix for SamplerCustom users too
+
+
+def test_the_errors_reach_the_server_as_a_node_error(server):
+    """In the real server the message arrives in /history as the execution error, whole."""
+    import time
+    prompt = {
+        "1": {"class_type": "ControlledReverseSampler",
+              "inputs": {"reference": ["2", 0], "eta": 0.9, "start": 0.5, "stop": 0.25, "eta_trend": "constant",
+                         "stochastic": False, "seed": 0}},
+        "2": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    response = server.post("/prompt", {"prompt": prompt})
+    prompt_id = response["prompt_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        history = server.get(f"/history/{prompt_id}")
+        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+            break
+        time.sleep(0.5)
+    status = history[prompt_id]["status"]
+    assert status["status_str"] == "error"
+    errors = [m for m in status["messages"] if m[0] == "execution_error"]
+    assert errors, status
+    assert errors[0][1]["node_type"] == "ControlledReverseSampler"
+    assert "start (0.5) must be below stop (0.25)" in errors[0][1]["exception_message"]
