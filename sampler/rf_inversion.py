@@ -174,6 +174,7 @@ def sample_rectified_sde(model, x, sigmas, extra_args=None, callback=None, disab
     extra_args = {} if extra_args is None else extra_args
     if noise is None:
         # offset, so that the first step's noise is not the initial noise drawn from the same seed
-        noise = NoiseStream(int(extra_args.get("seed", 0) or 0) + 1, x)
+        # (wrapped: ComfyUI's seeds reach 2**64 - 1, the generator's largest)
+        noise = NoiseStream((int(extra_args.get("seed", 0) or 0) + 1) % 2**64, x)
     return sample_controlled_reverse(model, x, sigmas, extra_args, callback, disable,
                                      y0=None, etas=None, noise=noise, s_noise=s_noise)

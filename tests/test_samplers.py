@@ -194,6 +194,8 @@ def test_sde_is_reproducible_per_seed(flow, node):
     c = flow.run(model, sampler, sigmas, empty, noise=node("RandomNoise").execute(6)[0])["samples"]
     assert torch.equal(a, b)
     assert rel(a, c) > 0.1
+    top = flow.run(model, sampler, sigmas, empty, noise=node("RandomNoise").execute(2**64 - 1)[0])["samples"]
+    assert torch.isfinite(top).all()  # the largest seed the widget allows
 
 
 def test_stochastic_reverse_lands_on_the_reference_with_eta_one(flow):
