@@ -1,0 +1,188 @@
+"""The shipped workflows in ComfyUI's real web UI: headless Chromium (Debian's package, installed by
+scripts/setup_browser.sh) opens the frontend that the test server serves.
+
+For each workflow it loads the file the way the template browser does, finds no missing-node,
+missing-model or unconnected-input warning, checks that the converter's API prompt is exactly the
+UI's own ``graphToPrompt()``, swaps the model loaders for the tiny test loaders in the graph
+(keeping every link), queues it from the page and sees it complete. One screenshot per workflow is
+kept under tests/artifacts/.
+"""
+import json
+import time
+
+import pytest
+import requests
+from conftest import ARTIFACTS
+from test_workflows import NAMES, SWAPS, expected_sizes, fetch_image, load, swap_loaders, upload_inputs
+
+import workflow_api
+
+PACK_FOLDER = "rf_inversion"  # the pack's folder name in custom_nodes, as comfy_host links it
+
+HOOKS_JS = r"""(() => {
+  if (window.__rf) return true;
+  const api = window.comfyAPI.api.api;
+  const rf = window.__rf = {missingNodes: [], missingModels: [], events: [], queued: [], queueErrors: []};
+  const showNodes = app.showMissingNodesError.bind(app), showModels = app.showMissingModelsError.bind(app);
+  app.showMissingNodesError = (...a) => { rf.missingNodes.push(JSON.parse(JSON.stringify(a[0]))); return showNodes(...a); };
+  app.showMissingModelsError = (...a) => { rf.missingModels.push(JSON.parse(JSON.stringify(a[0]))); return showModels(...a); };
+  for (const type of ["execution_start", "execution_success", "execution_error", "execution_interrupted"])
+    api.addEventListener(type, (e) => rf.events.push({type, detail: JSON.parse(JSON.stringify(e.detail ?? null))}));
+  const queue = api.queuePrompt.bind(api);
+  api.queuePrompt = async (...a) => {
+    try { const r = await queue(...a); rf.queued.push(r); return r; }
+    catch (e) { rf.queueErrors.push(String(e && (e.response ? JSON.stringify(e.response) : e.message || e))); throw e; }
+  };
+  return true;
+})()"""
+
+LOAD_JS = r"""(async (name, folder) => {
+  const url = `/api/workflow_templates/${folder}/${name}.json`;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(url + " answered " + response.status);
+  const data = await response.json();
+  __rf.missingNodes.length = 0; __rf.missingModels.length = 0;
+  await app.loadGraphData(data, true, true, name);
+  await new Promise((r) => setTimeout(r, 300));
+  const registered = LiteGraph.registered_node_types;
+  return {
+    served: data,
+    missingNodes: __rf.missingNodes, missingModels: __rf.missingModels,
+    unregistered: app.graph.nodes.filter((n) => !(n.type in registered)).map((n) => n.type),
+    withErrors: app.graph.nodes.filter((n) => n.has_errors).map((n) => n.type),
+    dialogs: [...document.querySelectorAll(".p-dialog")].map((d) => d.innerText.slice(0, 300)),
+    graph: app.graph.serialize(),
+  };
+})"""
+
+SWAP_JS = r"""((swaps) => {
+  const graph = app.graph, linkOf = (id) => graph.links.get ? graph.links.get(id) : graph.links[id];
+  const swapped = [];
+  for (const old of [...graph.nodes]) {
+    const swap = swaps[old.type];
+    if (!swap) continue;
+    const targets = old.outputs.map((o) => (o.links || []).map((id) => { const l = linkOf(id); return [l.target_id, l.target_slot]; }));
+    const id = old.id, pos = [...old.pos], size = [...old.size], type = old.type;
+    graph.remove(old);
+    const tiny = LiteGraph.createNode(swap[0]);
+    tiny.id = id;  // same id: the prompt's links to it keep their form
+    graph.add(tiny);
+    tiny.pos = pos;
+    tiny.title = `${tiny.title} for ${type}`;
+    for (const [name, value] of Object.entries(swap[1])) tiny.widgets.find((w) => w.name === name).value = value;
+    tiny.setSize([Math.max(size[0], tiny.computeSize()[0]), tiny.computeSize()[1]]);
+    targets.forEach((links, slot) => links.forEach(([target, targetSlot]) => {
+      if (!tiny.connect(slot, graph.getNodeById(target), targetSlot)) throw new Error(`cannot relink ${type} output ${slot}`);
+    }));
+    swapped.push(String(id));
+  }
+  graph.setDirtyCanvas(true, true);
+  return swapped;
+})"""
+
+
+@pytest.fixture(scope="module")
+def web(server):
+    """Chromium on the server's web UI, first-run dialogs settled, with recording hooks."""
+    settings = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
+                "LiteGraph.Canvas.MinFontSizeForLOD": 4}  # text stays drawn in the zoomed-out screenshots
+    for key, value in settings.items():
+        requests.post(f"{server.url}/settings/{key}", json=value, timeout=30).raise_for_status()
+    browser = workflow_api.Chromium(size=(1920, 1080))
+    try:
+        browser.send("Emulation.setDeviceMetricsOverride", {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})
+        browser.send("Page.addScriptToEvaluateOnNewDocument", {"source": "localStorage.setItem('vueNodesBannerDismissed', 'true');"})
+        workflow_api.open_web_ui(browser, server.url)
+        browser.wait_for("!!(window.comfyAPI && window.comfyAPI.api && window.comfyAPI.api.api)")
+        browser.evaluate(HOOKS_JS)
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.get("/object_info")
+
+
+def test_template_browser_lists_the_workflows(web):
+    listed = web.evaluate("fetch('/api/workflow_templates').then((r) => r.json())")
+    assert sorted(listed.get(PACK_FOLDER, [])) == sorted(NAMES), listed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_converter_matches_the_web_ui_export(name, web, object_info):
+    """to_api (what the tests and the demo submit) is exactly what the web UI queues."""
+    ui = load(name)
+    exported = workflow_api.ui_export(web, ui)
+    assert exported["output"] == workflow_api.to_api(ui, object_info)
+
+
+def unconnected_inputs(graph, object_info):
+    """Required inputs that are neither a widget nor linked, as 'Type.input'."""
+    out = []
+    for node in graph["nodes"]:
+        spec = object_info.get(node["type"])
+        if spec is None:
+            continue
+        widgets = {name for name, _ in workflow_api.widget_slots(spec)}
+        linked = {i["name"] for i in node.get("inputs") or [] if i.get("link") is not None}
+        for name in (spec.get("input", {}).get("required") or {}):
+            if name not in widgets and name not in linked:
+                out.append(f"{node['type']}.{name}")
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
+    ui = load(name)
+    upload_inputs(server, ui)
+
+    # Load it as the template browser does, and look for every kind of load warning.
+    loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, {json.dumps(PACK_FOLDER)})")
+    assert loaded["served"] == ui, "the server serves another file than workflows/"
+    assert not loaded["missingNodes"] and not loaded["unregistered"], loaded["missingNodes"] or loaded["unregistered"]
+    assert not loaded["missingModels"], loaded["missingModels"]
+    assert not loaded["withErrors"], loaded["withErrors"]
+    assert not loaded["dialogs"], loaded["dialogs"]
+    assert not unconnected_inputs(loaded["graph"], object_info)
+
+    # Swap the loaders in the page; the UI's prompt is then the converter's, swapped the same way.
+    swapped = web.evaluate(f"{SWAP_JS}({json.dumps(SWAPS)})")
+    expected = workflow_api.to_api(ui, object_info)
+    assert sorted(swapped) == sorted(swap_loaders(expected, object_info))
+    shown = web.evaluate("app.graphToPrompt().then((p) => p.output)")
+    strip = lambda p: {k: {**v, "_meta": None} for k, v in p.items()}  # noqa: E731  (titles of swapped nodes differ)
+    assert strip(shown) == strip(expected)
+
+    # Queue from the page and wait for the server to finish it.
+    queued_before = web.evaluate("__rf.queued.length")
+    web.evaluate("app.queuePrompt(0, 1)", timeout=120)
+    assert web.evaluate("__rf.queueErrors") == []
+    queued = web.wait_for(f"__rf.queued.length > {queued_before} && __rf.queued[{queued_before}]", timeout=60)
+    assert queued.get("node_errors") == {}, queued
+    prompt_id = queued["prompt_id"]
+    deadline = time.monotonic() + 240
+    while True:
+        entry = server.get(f"/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+            break
+        assert time.monotonic() < deadline, f"{name} did not finish:\n{server.log()[-3000:]}"
+        time.sleep(0.5)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    events = web.wait_for(f"""(() => {{ const e = __rf.events.filter((e) => e.detail && e.detail.prompt_id === {json.dumps(prompt_id)});
+                              return e.some((x) => x.type === 'execution_success') && e.map((x) => x.type); }})()""", timeout=30)
+    assert "execution_error" not in events and "execution_interrupted" not in events, events
+
+    # The saved pictures exist at the right size, and the page shows them on the SaveImage nodes.
+    for node_id, size in expected_sizes(name, ui).items():
+        items = entry["outputs"].get(node_id, {}).get("images")
+        assert items, f"SaveImage {node_id} saved nothing"
+        assert fetch_image(server, items[0]).size == size
+    web.wait_for("""app.graph.nodes.filter((n) => n.type === 'SaveImage')
+                      .every((n) => n.imgs && n.imgs.length && n.imgs.every((i) => i.complete && i.naturalWidth > 0))""", timeout=30)
+    web.evaluate("new Promise((r) => { app.graph.setDirtyCanvas(true, true); requestAnimationFrame(() => requestAnimationFrame(r)); })")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    web.screenshot(shot)
+    assert shot.stat().st_size > 10_000

@@ -1,0 +1,200 @@
+"""Tiny models built from ComfyUI's own classes, behind nodes with the loaders' output types.
+
+- MODEL: a Flux (``exact_models.tiny_flux``) or an SD3 MMDiT from ``comfy.supported_models``,
+  its layers initialised from a seed (comfy.ops leaves them empty).
+- CLIP: a real ``comfy.sd.CLIP`` with ComfyUI's CLIP tokenizer and its CLIP text transformer at
+  width 64 and two layers. Its hidden states (77 x 64) and pooled output (64) are what the tiny
+  Flux and MMDiT take as context and pooled vector.
+- VAE: a TAESD (``comfy.taesd``) with 16 latent channels and seeded weights, written to a
+  safetensors file and loaded through ``comfy.sd.VAE`` the way VAELoader loads a VAE file.
+"""
+import functools
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from comfy_api.latest import io
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "scripts"))
+
+import exact_models  # noqa: E402
+
+CATEGORY = "testing/rf_inversion"
+WIDTH = 64  # text width: context and pooled dimension of every tiny model
+ARCHITECTURES = ("flux", "sd3")
+
+TEXT_CONFIG = {"num_hidden_layers": 2, "hidden_size": WIDTH, "num_attention_heads": 2, "intermediate_size": 4 * WIDTH,
+               "hidden_act": "quick_gelu", "max_position_embeddings": 77, "vocab_size": 49408,
+               "eos_token_id": 49407, "projection_dim": WIDTH, "layer_norm_eps": 1e-5}
+
+SD3_CONFIG = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2, "input_size": None,
+              "adm_in_channels": WIDTH, "pos_embed_max_size": 32, "num_patches": 32 * 32,
+              "pos_embed_scaling_factor": None, "x_block_self_attn_layers": [],
+              "context_embedder_config": {"target": "torch.nn.Linear",
+                                          "params": {"in_features": WIDTH, "out_features": 2 * 64}}}
+
+
+def _init_(module, seed):
+    """Seeded initialisation: norms to identity, biases to zero, the rest N(0, 1/fan_in)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if "norm" in name.lower() or name.endswith("ln_q.weight") or name.endswith("ln_k.weight"):
+                value = torch.ones(p.shape) if leaf == "weight" else torch.zeros(p.shape)
+            elif leaf == "bias" or p.ndim == 0:
+                value = torch.zeros(p.shape) if p.ndim else p.detach().clone().float()
+            else:
+                fan_in = math.prod(p.shape[1:]) if p.ndim > 1 else p.shape[0]
+                value = torch.randn(p.shape, generator=generator) / math.sqrt(max(fan_in, 1))
+            p.copy_(value.to(p.dtype))
+    return module
+
+
+def _patcher(model):
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(architecture, seed):
+    import comfy.supported_models
+    if architecture == "flux":
+        return exact_models.tiny_flux(seed=seed, context_in_dim=WIDTH, vec_in_dim=WIDTH)
+    if architecture == "sd3":
+        config = comfy.supported_models.SD3(dict(SD3_CONFIG))
+        config.set_inference_dtype(torch.float32, None)
+        model = config.get_model({})
+        _init_(model.diffusion_model, seed)
+        return _patcher(model)
+    raise ValueError(f"unknown architecture {architecture!r}")
+
+
+class TinyTextEncoder(torch.nn.Module):
+    """ComfyUI's SD1ClipModel wrapper around its CLIP text transformer, at a small width."""
+
+    def __new__(cls, device="cpu", dtype=None, model_options={}):
+        import comfy.sd1_clip
+        return comfy.sd1_clip.SD1ClipModel(device=device, dtype=dtype, model_options=model_options,
+                                           clip_model=comfy.sd1_clip.SDClipModel,
+                                           textmodel_json_config=dict(TEXT_CONFIG))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_clip(seed):
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.supported_models_base
+    target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinyTextEncoder)
+    clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
+    _init_(clip.cond_stage_model, seed)
+    return clip
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_vae(seed):
+    import comfy.sd
+    import comfy.taesd.taesd
+    import comfy.utils
+    from safetensors.torch import save_file
+    taesd = _init_(comfy.taesd.taesd.TAESD(latent_channels=16), seed)
+    state = {k: v.contiguous() for k, v in taesd.state_dict().items()}
+    path = Path(tempfile.mkdtemp(prefix="tiny_vae_")) / "tiny_taesd16.safetensors"
+    save_file(state, str(path))
+    return comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(path)))
+
+
+def _seed_input(default=0):
+    return io.Int.Input("seed", default=default, min=0, max=2**31 - 1, control_after_generate=False,
+                        tooltip="Seed of the initial weights.")
+
+
+class TinyDiffusionModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="RFTestTinyDiffusionModel", display_name="Tiny Diffusion Model (test)", category=CATEGORY,
+                         description="Stands in for UNETLoader: a small Flux or SD3 MMDiT from ComfyUI's classes.",
+                         inputs=[io.Combo.Input("architecture", options=list(ARCHITECTURES), default="flux"), _seed_input()],
+                         outputs=[io.Model.Output()])
+
+    @classmethod
+    def execute(cls, architecture, seed) -> io.NodeOutput:
+        return io.NodeOutput(tiny_model(architecture, seed))
+
+
+class TinyTextEncoderLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="RFTestTinyTextEncoder", display_name="Tiny Text Encoder (test)", category=CATEGORY,
+                         description="Stands in for DualCLIPLoader / TripleCLIPLoader / CLIPLoader: a comfy.sd.CLIP with "
+                                     "ComfyUI's CLIP tokenizer and a two-layer CLIP text transformer of width 64.",
+                         inputs=[_seed_input(1)], outputs=[io.Clip.Output()])
+
+    @classmethod
+    def execute(cls, seed) -> io.NodeOutput:
+        return io.NodeOutput(tiny_clip(seed))
+
+
+class TinyVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="RFTestTinyVAE", display_name="Tiny VAE (test)", category=CATEGORY,
+                         description="Stands in for VAELoader: a 16-channel TAESD with seeded weights, loaded with comfy.sd.VAE.",
+                         inputs=[_seed_input(2)], outputs=[io.Vae.Output()])
+
+    @classmethod
+    def execute(cls, seed) -> io.NodeOutput:
+        return io.NodeOutput(tiny_vae(seed))
+
+
+class TinyCheckpoint(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="RFTestTinyCheckpoint", display_name="Tiny Checkpoint (test)", category=CATEGORY,
+                         description="Stands in for CheckpointLoaderSimple: the tiny MODEL, CLIP and VAE together.",
+                         inputs=[io.Combo.Input("architecture", options=list(ARCHITECTURES), default="sd3"), _seed_input()],
+                         outputs=[io.Model.Output(), io.Clip.Output(), io.Vae.Output()])
+
+    @classmethod
+    def execute(cls, architecture, seed) -> io.NodeOutput:
+        return io.NodeOutput(tiny_model(architecture, seed), tiny_clip(seed + 1), tiny_vae(seed + 2))
+
+
+def _stats(tensor):
+    t = tensor.detach().float()
+    finite = bool(torch.isfinite(t).all())
+    return {"shape": list(t.shape), "finite": finite,
+            "min": float(t.min()) if finite else None, "max": float(t.max()) if finite else None,
+            "std": float(t.std()) if finite and t.numel() > 1 else None}
+
+
+class ImageStats(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="RFTestImageStats", display_name="Image Stats (test)", category=CATEGORY,
+                         description="Reports the image's shape, finiteness and range in the prompt's history.",
+                         inputs=[io.Image.Input("image")], outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, image) -> io.NodeOutput:
+        return io.NodeOutput(ui={"rf_test_stats": [_stats(image)]})
+
+
+class LatentStats(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="RFTestLatentStats", display_name="Latent Stats (test)", category=CATEGORY,
+                         description="Reports the latent's shape, finiteness and range in the prompt's history.",
+                         inputs=[io.Latent.Input("latent")], outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, latent) -> io.NodeOutput:
+        return io.NodeOutput(ui={"rf_test_stats": [_stats(latent["samples"])]})
+
+
+NODES = [TinyDiffusionModel, TinyTextEncoderLoader, TinyVAELoader, TinyCheckpoint, ImageStats, LatentStats]

@@ -1,0 +1,269 @@
+"""The shipped workflows, end to end on the real ComfyUI server with the pack loaded.
+
+Each UI file in ``workflows/`` becomes an API prompt through ``scripts/workflow_api.to_api`` (checked
+against the web UI's own ``graphToPrompt`` in test_browser.py). Only the model loaders are swapped,
+by node class and keeping their links, for tiny models built from ComfyUI's classes
+(``tests/test_nodes``); every other node runs as shipped. Observer nodes from the same test pack
+report the shape and finiteness of every saved image and every sampler output.
+"""
+import io
+import json
+import re
+import time
+import uuid
+
+import pytest
+import requests
+from conftest import ROOT
+from PIL import Image
+
+import workflow_api
+
+WORKFLOWS = ROOT / "workflows"
+NAMES = ["flux_semantic_edit", "flux_stroke_to_image", "flux_rectified_sde_generation", "sd35_semantic_edit",
+         "flux_partial_strength_edit"]
+PACK_NODES = {"RFInversionSampler", "ControlledReverseSampler", "RectifiedSDESampler"}
+INPUT_SIZE = (80, 64)  # width, height of the test photos: not square, so a transposed axis shows
+
+# Model loader -> the tiny loader with the same outputs, and its inputs.
+SWAPS = {
+    "UNETLoader": ("RFTestTinyDiffusionModel", {"architecture": "flux", "seed": 0}),
+    "CheckpointLoaderSimple": ("RFTestTinyCheckpoint", {"architecture": "sd3", "seed": 0}),
+    "DualCLIPLoader": ("RFTestTinyTextEncoder", {"seed": 1}),
+    "TripleCLIPLoader": ("RFTestTinyTextEncoder", {"seed": 1}),
+    "CLIPLoader": ("RFTestTinyTextEncoder", {"seed": 1}),
+    "VAELoader": ("RFTestTinyVAE", {"seed": 2}),
+}
+
+
+def load(name):
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def input_images(ui):
+    """The file names the workflow's LoadImage nodes ask for."""
+    return sorted({n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "LoadImage"})
+
+
+def make_photo(width, height, seed=0):
+    """A small test picture: smooth colour gradients and a disc, as PNG bytes."""
+    import numpy as np
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = xx / max(width - 1, 1)
+    g = yy / max(height - 1, 1)
+    b = ((xx - width * 0.6) ** 2 + (yy - height * 0.45) ** 2 < (min(width, height) * 0.3) ** 2).astype(np.float32)
+    rgb = (np.stack([r, g, 0.3 + 0.6 * b], -1) * 255).clip(0, 255).astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload_inputs(server, ui):
+    """Put the workflow's input pictures on the server the way the web UI does (/upload/image)."""
+    for filename in input_images(ui):
+        r = requests.post(server.url + "/upload/image", files={"image": (filename, make_photo(*INPUT_SIZE), "image/png")},
+                          data={"overwrite": "true", "type": "input"}, timeout=30)
+        r.raise_for_status()
+
+
+def swap_loaders(prompt, object_info):
+    """Swap every model loader for its tiny stand-in, by node class, keeping the node id (so every
+    link to it stays). Returns the ids swapped."""
+    swapped = []
+    for node_id, node in prompt.items():
+        if node["class_type"] in SWAPS:
+            tiny, inputs = SWAPS[node["class_type"]]
+            assert object_info[tiny]["output"] == object_info[node["class_type"]]["output"], (tiny, node["class_type"])
+            prompt[node_id] = {"class_type": tiny, "inputs": dict(inputs), "_meta": node.get("_meta", {})}
+            swapped.append(node_id)
+    return swapped
+
+
+def add_observers(prompt):
+    """Observer nodes beside the graph: one per saved image and one per sampler output. They read
+    the same links the shipped nodes read and change nothing. Returns {observer id: what it sees}."""
+    observers = {}
+    for node_id, node in list(prompt.items()):
+        if node["class_type"] in ("SaveImage", "PreviewImage"):
+            observers[f"9{node_id}0"] = ("image", node_id)
+            prompt[f"9{node_id}0"] = {"class_type": "RFTestImageStats", "inputs": {"image": node["inputs"]["images"]}}
+        elif node["class_type"] in ("SamplerCustomAdvanced", "SamplerCustom"):
+            observers[f"9{node_id}0"] = ("latent", node_id)
+            prompt[f"9{node_id}0"] = {"class_type": "RFTestLatentStats", "inputs": {"latent": [node_id, 0]}}
+    return observers
+
+
+def queue(server, prompt, timeout=240):
+    """Submit to /prompt, wait on /history; returns (the /prompt answer, the history entry)."""
+    answer = server.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+    prompt_id = answer["prompt_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        history = server.get(f"/history/{prompt_id}")
+        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+            entry = history[prompt_id]
+            if entry["status"].get("status_str") in ("success", "error"):
+                return answer, entry
+        time.sleep(0.25)
+    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s:\n{server.log()[-3000:]}")
+
+
+def fetch_image(server, item):
+    r = requests.get(server.url + "/view", params={"filename": item["filename"], "subfolder": item["subfolder"],
+                                                   "type": item["type"]}, timeout=30)
+    r.raise_for_status()
+    return Image.open(io.BytesIO(r.content))
+
+
+def expected_sizes(name, ui):
+    """(width, height) of each SaveImage, by node id, as the graph should make them."""
+    w, h = (d // 8 * 8 for d in INPUT_SIZE)  # VAEEncode crops to the VAE's factor
+    out = {}
+    for node in ui["nodes"]:
+        if node["type"] != "SaveImage":
+            continue
+        if name == "flux_rectified_sde_generation":
+            latent = next(n for n in ui["nodes"] if n["type"] == "EmptySD3LatentImage")
+            out[str(node["id"])] = tuple(latent["widgets_values"][:2])
+        elif "side by side" in (node.get("title") or ""):
+            out[str(node["id"])] = (INPUT_SIZE[0] + w, INPUT_SIZE[1])
+        else:
+            out[str(node["id"])] = (w, h)
+    return out
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.get("/object_info")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_file_uses_core_nodes_and_the_pack_only(name, object_info):
+    ui = load(name)
+    types = {n["type"] for n in ui["nodes"]}
+    unknown = sorted(t for t in types if t not in object_info and t not in workflow_api.VIRTUAL_NODES)
+    assert not unknown, f"node types the host lacks: {unknown}"
+    assert not any(t.startswith("RFTest") for t in types), "a test-only node was shipped"
+    # Every non-pack, non-frontend node is one of the host's own (comfy core or comfy_extras).
+    for t in types - PACK_NODES - workflow_api.VIRTUAL_NODES:
+        assert object_info[t].get("python_module", "nodes").split(".")[0] in ("nodes", "comfy_extras"), t
+    assert types & PACK_NODES
+    assert ui["version"] == 0.4 and ui["links"], "not a UI-format workflow"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_note_explains_the_knobs(name):
+    ui = load(name)
+    notes = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    assert notes, "no Note node"
+    text = "\n".join(notes)
+    wanted = ["s_noise", "seed"] if "generation" in name else ["gamma", "eta", "start", "stop", "paper", "28 steps"]
+    for word in wanted:
+        assert word in text, f"the note does not explain {word!r}"
+    assert "safetensors" in text, "the note does not say which model files to use"
+
+
+def widgets(ui, node_type):
+    """Widget values by name for every node of ``node_type`` (through the converter's own matching)."""
+    out = []
+    for node in ui["nodes"]:
+        if node["type"] == node_type:
+            out.append(dict(zip([n for n, _ in workflow_api.widget_slots(SPEC_CACHE[node_type])], node["widgets_values"])))
+    return out
+
+
+SPEC_CACHE = {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_settings_are_the_papers(name, object_info):
+    ui = load(name)
+    SPEC_CACHE.update(object_info)
+    schedulers = widgets(ui, "BasicScheduler")
+    assert [s["steps"] for s in schedulers] == [28] and schedulers[0]["denoise"] == 1.0
+    if name == "flux_rectified_sde_generation":
+        assert widgets(ui, "RectifiedSDESampler") == [{"s_noise": 1.0}]
+        return
+    assert [s["gamma"] for s in widgets(ui, "RFInversionSampler")] == [0.5]
+    reverse = widgets(ui, "ControlledReverseSampler")
+    assert len(reverse) == 1
+    split = widgets(ui, "SplitSigmas")
+    expected = {"flux_semantic_edit": (0.9, 0.25, []), "sd35_semantic_edit": (0.9, 0.25, []),
+                "flux_stroke_to_image": (0.9, 0.1, [3]), "flux_partial_strength_edit": (0.7, 0.9, [6])}[name]
+    assert (reverse[0]["eta"], reverse[0]["stop"], [s["step"] for s in split]) == expected
+    assert reverse[0]["start"] == 0.0 and reverse[0]["stochastic"] is False
+    if split:  # tau of the paper: eta on for steps s..tau of 28 = the first tau - s + 1 of the 28 - s steps run
+        s, tau = {"flux_stroke_to_image": (3, 5), "flux_partial_strength_edit": (6, 25)}[name]
+        run = 28 - s
+        on = [i for i in range(run) if reverse[0]["start"] <= i / run < reverse[0]["stop"]]
+        assert on == list(range(tau - s + 1))
+    if name.startswith("flux"):
+        guidance = sorted(w["guidance"] for w in widgets(ui, "FluxGuidance"))
+        assert guidance == [0.0, 3.5]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_as_shipped_fails_validation_only_for_the_missing_model_files(name, server, object_info):
+    """Unswapped, on a server without Flux or SD3.5 weights: the only errors are the model file
+    names of the loaders, so every other node and link validates as shipped."""
+    ui = load(name)
+    upload_inputs(server, ui)
+    prompt = workflow_api.to_api(ui, object_info)
+    try:
+        answer = server.post("/prompt", {"prompt": prompt})
+        pytest.fail(f"a prompt with missing model files was accepted: {answer}")
+    except Exception as error:  # urllib raises HTTPError 400 with the validation report
+        body = json.loads(error.read()) if hasattr(error, "read") else None
+    assert body is not None, "no validation report"
+    loaders = {nid for nid, node in prompt.items() if node["class_type"] in SWAPS}
+    assert set(body["node_errors"]) <= loaders, body["node_errors"]
+    for node_errors in body["node_errors"].values():
+        for err in node_errors["errors"]:
+            assert err["type"] == "value_not_in_list", err
+            assert re.search(r"(unet|ckpt|clip|vae)_name", err["extra_info"]["input_name"]), err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_runs_on_the_server_with_tiny_models(name, server, object_info):
+    ui = load(name)
+    upload_inputs(server, ui)
+    prompt = workflow_api.to_api(ui, object_info)
+    swapped = swap_loaders(prompt, object_info)
+    assert swapped and not any(n["class_type"] in SWAPS for n in prompt.values())
+    observers = add_observers(prompt)
+    started = time.monotonic()
+    answer, entry = queue(server, prompt)
+    elapsed = time.monotonic() - started
+    assert answer.get("node_errors") == {}, answer
+    messages = [m[0] for m in entry["status"]["messages"]]
+    errors = [m for m in entry["status"]["messages"] if m[0] in ("execution_error", "execution_interrupted")]
+    assert entry["status"]["status_str"] == "success" and not errors, f"{errors}\n{server.log()[-3000:]}"
+    assert "execution_success" in messages
+    outputs = entry["outputs"]
+
+    # Every SaveImage wrote its picture, at the size the graph should make.
+    sizes = expected_sizes(name, ui)
+    assert sizes
+    for node_id, size in sizes.items():
+        assert node_id in outputs and outputs[node_id].get("images"), f"SaveImage {node_id} saved nothing"
+        for item in outputs[node_id]["images"]:
+            assert item["type"] == "output" and item["subfolder"] == "rf_inversion", item
+            picture = fetch_image(server, item)
+            assert picture.size == size, (node_id, picture.size, size)
+
+    # Every observed tensor is finite and has the right shape.
+    if name == "flux_rectified_sde_generation":
+        latent_hw = [d // 8 for d in reversed(next(iter(sizes.values())))]
+    else:
+        latent_hw = [INPUT_SIZE[1] // 8, INPUT_SIZE[0] // 8]
+    for observer, (kind, node_id) in observers.items():
+        stats = outputs[observer]["rf_test_stats"][0]
+        assert stats["finite"], (kind, node_id, stats)
+        if kind == "latent":
+            assert stats["shape"] == [1, 16, *latent_hw], (node_id, stats)
+            assert stats["std"] > 0
+        else:
+            width, height = sizes[node_id]
+            assert stats["shape"] == [1, height, width, 3], (node_id, stats)
+            assert 0.0 <= stats["min"] <= stats["max"] <= 1.0
+    print(f"{name}: ran in {elapsed:.1f} s")

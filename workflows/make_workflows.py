@@ -1,0 +1,336 @@
+"""Regenerates the workflow files in this folder through ComfyUI's real web UI.
+
+    .venv/bin/python workflows/make_workflows.py            (starts a ComfyUI server and Chromium)
+    .venv/bin/python workflows/make_workflows.py --server http://127.0.0.1:8188
+
+Each graph below is described by node type, title, position, widget values by name and links by
+input name; the web UI builds it with LiteGraph's own calls and serialises it, so the files are
+exactly what the UI saves. Needs scripts/setup.sh and scripts/setup_browser.sh run first.
+"""
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+NOTE_COLOR = ("#432", "#653")
+PACK_COLOR = ("#223", "#335")
+
+FLUX_FILES = "flux1-dev.safetensors in models/diffusion_models; clip_l.safetensors and t5xxl_fp16.safetensors in models/text_encoders; ae.safetensors in models/vae"
+
+KNOBS = """Knobs, in plain words:
+- gamma (RF-Inversion Sampler, 0 to 1): how hard the inversion is pulled toward plain random noise. 0 is plain inversion: most faithful to the photo, least editable. 1 goes straight to random noise and forgets the photo. The paper uses 0.5.
+- eta (Controlled Reverse Sampler, 0 to 1): how hard the edit is pulled back toward the photo while its window is open. Higher keeps more of the photo (layout, identity, colours); lower follows the prompt more. The paper uses 0.9 to 1.0.
+- start / stop: the window in which eta acts, as fractions of the steps that run. A later stop keeps more of the photo, an earlier one gives the prompt more room.
+- eta_trend: eta constant over the window, or ramping up or down inside it.
+- stochastic: the paper's controlled SDE instead of the ODE (adds fresh noise from seed, scaled by 1 - eta).
+- seed (RF-Inversion Sampler): the random noise that gamma pulls toward; change it for another variation.
+- Both samplers must share one schedule: keep the one BasicScheduler feeding both (28 steps, as in the paper)."""
+
+
+def flux_loaders(x=0, y=0, image="example.png", with_image=True):
+    nodes = []
+    if with_image:
+        nodes.append(dict(key="image", type="LoadImage", pos=[x, y], size=[320, 360], widgets={"image": image}))
+        y += 420
+    nodes += [
+        dict(key="unet", type="UNETLoader", pos=[x, y], size=[320, 90],
+             widgets={"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}),
+        dict(key="clip", type="DualCLIPLoader", pos=[x, y + 140], size=[320, 140],
+             widgets={"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux", "device": "default"}),
+        dict(key="vae", type="VAELoader", pos=[x, y + 330], size=[320, 60], widgets={"vae_name": "ae.safetensors"}),
+    ]
+    return nodes
+
+
+def edit_graph(note, prompt, split_step=None, eta=0.9, start=0.0, stop=0.25, prefix="rf_inversion/edit",
+               image="example.png", sd35=False, cfg=4.0):
+    """Load image -> VAE encode -> RF-Inversion (empty prompt, guidance 0) -> controlled reverse under
+    the edit prompt -> decode -> save, and the photo and the edit side by side. ``split_step``
+    truncates the schedule (partial strength): invert only up to the sigma of that step."""
+    x1, x2, x3, x4 = 380, 760, 1180, 1600
+    nodes = [dict(key="note", type="Note", title="Read me", pos=[-460, 0], size=[420, 900], widgets={"text": note}, color=NOTE_COLOR)]
+    links = []
+    if sd35:
+        nodes += [
+            dict(key="image", type="LoadImage", pos=[0, 0], size=[320, 360], widgets={"image": image}),
+            dict(key="ckpt", type="CheckpointLoaderSimple", pos=[0, 420], size=[320, 100], widgets={"ckpt_name": "sd3.5_large.safetensors"}),
+            dict(key="clip", type="TripleCLIPLoader", pos=[0, 570], size=[320, 110],
+                 widgets={"clip_name1": "clip_g.safetensors", "clip_name2": "clip_l.safetensors", "clip_name3": "t5xxl_fp16.safetensors"}),
+            dict(key="msamp", type="ModelSamplingSD3", pos=[x1, 140], size=[320, 60], widgets={"shift": 3.0}),
+        ]
+        links += [("ckpt", 0, "msamp", "model")]
+        model_src, vae_src = ("msamp", 0), ("ckpt", 2)
+    else:
+        nodes += flux_loaders(0, 0, image)
+        nodes += [
+            dict(key="size", type="GetImageSize", pos=[x1, 0], size=[320, 90], title="Image size (sets the Flux shift)"),
+            dict(key="msamp", type="ModelSamplingFlux", pos=[x1, 140], size=[320, 130],
+                 widgets={"max_shift": 1.15, "base_shift": 0.5, "width": 1024, "height": 1024}),
+        ]
+        links += [("image", 0, "size", "image"), ("unet", 0, "msamp", "model"),
+                  ("size", 0, "msamp", "width"), ("size", 1, "msamp", "height")]
+        model_src, vae_src = ("msamp", 0), ("vae", 0)
+    nodes += [
+        dict(key="encode", type="VAEEncode", pos=[x1, 330], size=[320, 50]),
+        dict(key="sched", type="BasicScheduler", pos=[x1, 440], size=[320, 110],
+             widgets={"scheduler": "simple", "steps": 28, "denoise": 1.0}, title="BasicScheduler (28 steps, shared)"),
+        dict(key="flip", type="FlipSigmas", pos=[x1, 790], size=[320, 30]),
+        dict(key="nonoise", type="DisableNoise", pos=[x1, 870], size=[320, 30]),
+        dict(key="empty", type="CLIPTextEncode", pos=[x2, 0], size=[380, 130], widgets={"text": ""},
+             title="Empty prompt (inversion)"),
+        dict(key="inv_sampler", type="RFInversionSampler", pos=[x2, 420], size=[380, 90],
+             widgets={"gamma": 0.5, "seed": 0}, color=PACK_COLOR),
+        dict(key="invert", type="SamplerCustomAdvanced", pos=[x2, 560], size=[380, 330],
+             title="Invert: photo -> structured noise"),
+        dict(key="prompt", type="CLIPTextEncode", pos=[x3, 0], size=[380, 130], widgets={"text": prompt},
+             title="Edit prompt"),
+        dict(key="rev_sampler", type="ControlledReverseSampler", pos=[x3, 420], size=[380, 220],
+             widgets={"eta": eta, "start": start, "stop": stop, "eta_trend": "constant", "stochastic": False, "seed": 0},
+             color=PACK_COLOR),
+        dict(key="edit", type="SamplerCustomAdvanced", pos=[x3, 690], size=[380, 330],
+             title="Edit: structured noise -> image"),
+        dict(key="decode", type="VAEDecode", pos=[x4, 0], size=[240, 50]),
+        dict(key="stitch", type="ImageStitch", pos=[x4, 100], size=[300, 150],
+             widgets={"direction": "right", "match_image_size": True, "spacing_width": 0, "spacing_color": "white"},
+             title="Photo | edit"),
+        dict(key="save", type="SaveImage", pos=[x4 + 360, 0], size=[400, 440], widgets={"filename_prefix": prefix},
+             title="Save the edit"),
+        dict(key="save_pair", type="SaveImage", pos=[x4, 490], size=[760, 440],
+             widgets={"filename_prefix": prefix + "_beside_input"}, title="Save photo and edit side by side"),
+    ]
+    if sd35:
+        nodes += [
+            dict(key="inv_guider", type="CFGGuider", pos=[x2, 180], size=[380, 100], widgets={"cfg": 1.0},
+                 title="Inversion guider (empty prompt, cfg 1)"),
+            dict(key="edit_guider", type="CFGGuider", pos=[x3, 180], size=[380, 100], widgets={"cfg": cfg},
+                 title="Edit guider"),
+        ]
+        links += [("clip", 0, "empty", "clip"), ("clip", 0, "prompt", "clip"),
+                  (*model_src, "inv_guider", "model"), ("empty", 0, "inv_guider", "positive"), ("empty", 0, "inv_guider", "negative"),
+                  (*model_src, "edit_guider", "model"), ("prompt", 0, "edit_guider", "positive"), ("empty", 0, "edit_guider", "negative")]
+    else:
+        nodes += [
+            dict(key="inv_guidance", type="FluxGuidance", pos=[x2, 180], size=[380, 60], widgets={"guidance": 0.0},
+                 title="FluxGuidance 0 (inversion)"),
+            dict(key="inv_guider", type="BasicGuider", pos=[x2, 290], size=[380, 50], title="Inversion guider"),
+            dict(key="edit_guidance", type="FluxGuidance", pos=[x3, 180], size=[380, 60], widgets={"guidance": 3.5}),
+            dict(key="edit_guider", type="BasicGuider", pos=[x3, 290], size=[380, 50], title="Edit guider"),
+        ]
+        links += [("clip", 0, "empty", "clip"), ("clip", 0, "prompt", "clip"),
+                  ("empty", 0, "inv_guidance", "conditioning"), (*model_src, "inv_guider", "model"),
+                  ("inv_guidance", 0, "inv_guider", "conditioning"),
+                  ("prompt", 0, "edit_guidance", "conditioning"), (*model_src, "edit_guider", "model"),
+                  ("edit_guidance", 0, "edit_guider", "conditioning")]
+    if split_step is None:
+        inv_sigmas, rev_sigmas = ("flip", 0), ("sched", 0)
+        links += [("sched", 0, "flip", "sigmas")]
+    else:
+        nodes.append(dict(key="split", type="SplitSigmas", pos=[x1, 620], size=[320, 80], widgets={"step": split_step},
+                          title=f"SplitSigmas (start at step {split_step} of 28)"))
+        inv_sigmas, rev_sigmas = ("flip", 0), ("split", 1)
+        links += [("sched", 0, "split", "sigmas"), ("split", 1, "flip", "sigmas")]
+    links += [
+        ("image", 0, "encode", "pixels"), (*vae_src, "encode", "vae"), (*model_src, "sched", "model"),
+        ("nonoise", 0, "invert", "noise"), ("inv_guider", 0, "invert", "guider"), ("inv_sampler", 0, "invert", "sampler"),
+        (*inv_sigmas, "invert", "sigmas"), ("encode", 0, "invert", "latent_image"),
+        ("encode", 0, "rev_sampler", "reference"),
+        ("nonoise", 0, "edit", "noise"), ("edit_guider", 0, "edit", "guider"), ("rev_sampler", 0, "edit", "sampler"),
+        (*rev_sigmas, "edit", "sigmas"), ("invert", 0, "edit", "latent_image"),
+        ("edit", 0, "decode", "samples"), (*vae_src, "decode", "vae"),
+        ("decode", 0, "save", "images"), ("image", 0, "stitch", "image1"), ("decode", 0, "stitch", "image2"),
+        ("stitch", 0, "save_pair", "images"),
+    ]
+    return nodes, links
+
+
+def generation_graph(note, prompt):
+    x1, x2, x3 = 380, 760, 1180
+    nodes = [dict(key="note", type="Note", title="Read me", pos=[-460, 0], size=[420, 700], widgets={"text": note}, color=NOTE_COLOR)]
+    nodes += flux_loaders(0, 0, with_image=False)
+    nodes += [
+        dict(key="msamp", type="ModelSamplingFlux", pos=[x1, 0], size=[320, 130],
+             widgets={"max_shift": 1.15, "base_shift": 0.5, "width": 1024, "height": 1024}),
+        dict(key="latent", type="EmptySD3LatentImage", pos=[x1, 180], size=[320, 110],
+             widgets={"width": 1024, "height": 1024, "batch_size": 1}),
+        dict(key="sched", type="BasicScheduler", pos=[x1, 340], size=[320, 110], widgets={"scheduler": "simple", "steps": 28, "denoise": 1.0}),
+        dict(key="noise", type="RandomNoise", pos=[x1, 500], size=[320, 90], widgets={"noise_seed": 0, "control_after_generate": "randomize"}),
+        dict(key="prompt", type="CLIPTextEncode", pos=[x2, 0], size=[380, 160], widgets={"text": prompt}, title="Prompt"),
+        dict(key="guidance", type="FluxGuidance", pos=[x2, 210], size=[380, 60], widgets={"guidance": 3.5}),
+        dict(key="guider", type="BasicGuider", pos=[x2, 320], size=[380, 50]),
+        dict(key="sampler", type="RectifiedSDESampler", pos=[x2, 420], size=[380, 60], widgets={"s_noise": 1.0}, color=PACK_COLOR),
+        dict(key="sample", type="SamplerCustomAdvanced", pos=[x2, 530], size=[380, 330]),
+        dict(key="decode", type="VAEDecode", pos=[x3, 0], size=[240, 50]),
+        dict(key="save", type="SaveImage", pos=[x3, 100], size=[500, 560], widgets={"filename_prefix": "rf_inversion/rectified_sde"}),
+    ]
+    links = [("unet", 0, "msamp", "model"), ("clip", 0, "prompt", "clip"), ("prompt", 0, "guidance", "conditioning"),
+             ("msamp", 0, "guider", "model"), ("guidance", 0, "guider", "conditioning"), ("msamp", 0, "sched", "model"),
+             ("noise", 0, "sample", "noise"), ("guider", 0, "sample", "guider"), ("sampler", 0, "sample", "sampler"),
+             ("sched", 0, "sample", "sigmas"), ("latent", 0, "sample", "latent_image"),
+             ("sample", 0, "decode", "samples"), ("vae", 0, "decode", "vae"), ("decode", 0, "save", "images")]
+    return nodes, links
+
+
+SEMANTIC_NOTE = f"""RF-Inversion: semantic edit with Flux-dev
+
+Edit a photo with a prompt, keeping everything the prompt does not mention.
+1. Load a photo of about one megapixel (e.g. 1024 x 1024; sides that are multiples of 16).
+2. Write what the photo should become in "Edit prompt" (describe the whole picture, e.g. "a photo of an old man smiling").
+3. Queue. The edit, and the photo and the edit side by side, are saved in output/rf_inversion/.
+
+Models: {FLUX_FILES}.
+
+How it works: the RF-Inversion Sampler runs the flow backwards, from the photo to noise, with an empty prompt and guidance 0. Its result is "structured noise" that still remembers the photo. The Controlled Reverse Sampler runs the flow forward again under your prompt, pulled back toward the photo during the first steps.
+
+{KNOBS}
+
+This workflow uses the paper's settings: 28 steps, gamma 0.5, eta 0.9, start 0, stop 0.25 (eta on for the first 7 of 28 steps), Flux guidance 3.5 for the edit. The paper's per-task windows: age edit 5 of 28 steps (stop 0.18) with eta 1.0, gender edit 8 of 28 (stop 0.29) with eta 1.0, stylization 6 of 28 (stop 0.21) with eta 0.9."""
+
+STROKE_NOTE = f"""RF-Inversion: stroke-to-image with Flux-dev
+
+A crude painting in (a few coloured strokes: blue sky, green hill, a brown house), a realistic image out with the same layout and colours.
+1. Load your painting (about one megapixel).
+2. Describe the realistic picture in "Edit prompt".
+3. Queue. Results go to output/rf_inversion/.
+
+Models: {FLUX_FILES}.
+
+The paper's setting for this task (its Table 4): start at step s = 3 of 28 and keep eta = 0.9 on up to step tau = 5.
+- SplitSigmas at step 3 does the "start at step 3": the painting is inverted only up to the noise level of step 3 (partial strength), and the edit runs the remaining 25 steps from there.
+- The eta window is counted in the steps that run: steps 3, 4 and 5 of 28 are the first 3 of the 25 steps, so stop = 0.1 (eta is on while step/25 < 0.1).
+
+Faithfulness against realism:
+- Raise eta or stop: the result follows the strokes more closely (more faithful, more painterly).
+- Lower eta or stop: the result looks more like a photo but drifts from the strokes.
+- A larger SplitSigmas step starts from less noise: closer to the painting, less realistic. Step 0 inverts all the way.
+
+{KNOBS}"""
+
+PARTIAL_NOTE = f"""RF-Inversion: partial-strength edit with Flux-dev
+
+A lighter edit: the photo is inverted only part of the way to noise, and the edit runs from there. Small changes (adding glasses, a smile, a colour) keep the rest of the photo nearly untouched.
+1. Load a photo (about one megapixel). 2. Describe the edited photo in "Edit prompt". 3. Queue. Results go to output/rf_inversion/.
+
+Models: {FLUX_FILES}.
+
+- SplitSigmas "step" is where the schedule starts (the paper's s): the photo is inverted up to the noise level of step 6 of 28, and the edit runs the remaining 22 steps. A larger step is a lighter edit (step 0 is the full inversion of the semantic-edit workflow). FlipSigmas turns the low part of the split around for the inversion.
+- This uses the paper's "adding glasses" setting (its Table 4): s = 6, tau = 25, eta = 0.7. The window is counted in the 22 steps that run: steps 6 to 25 of 28 are the first 20 of 22, so stop = 0.9 (eta is on while step/22 < 0.9).
+
+{KNOBS}"""
+
+GENERATION_NOTE = f"""Rectified SDE sampler: text-to-image with Flux-dev
+
+Plain generation with the paper's rectified SDE: a stochastic sampler that keeps the flow's distribution (the same images on average as the usual Euler ODE, with fresh noise added at every step). Fine detail tends to come out differently from the ODE sampler.
+1. Write a prompt. 2. Set the size in EmptySD3LatentImage and the same size in ModelSamplingFlux. 3. Queue. Images go to output/rf_inversion/.
+
+Models: {FLUX_FILES}.
+
+Knobs:
+- s_noise (Rectified SDE Sampler): scale of the noise added per step. 1 is the exact SDE; below 1 images get smoother; 0 is no longer a sampler of the model.
+- RandomNoise seed: the starting noise; every step's noise also comes from this seed, so a re-queue with the same seed gives the same image.
+- 28 steps and Flux guidance 3.5, as for Flux-dev's usual sampling."""
+
+SD35_NOTE = """RF-Inversion: semantic edit with Stable Diffusion 3.5
+
+The same edit as the Flux workflow, with SD3.5 Large: the samplers work with any rectified-flow model, not only Flux.
+1. Load a photo of about one megapixel. 2. Describe the edited photo in "Edit prompt". 3. Queue. Results go to output/rf_inversion/.
+
+Models: sd3.5_large.safetensors in models/checkpoints (its VAE is used); clip_g.safetensors, clip_l.safetensors and t5xxl_fp16.safetensors in models/text_encoders.
+
+SD3 has no guidance input like Flux: the inversion uses CFGGuider with the empty prompt on both sides and cfg 1 (no guidance), and the edit uses the prompt against the empty prompt at cfg 4. ModelSamplingSD3 shift 3 is SD3.5's own schedule.
+
+""" + KNOBS + """
+
+Settings: 28 steps, gamma 0.5, eta 0.9, stop 0.25 (the paper's Flux settings; the paper does not tune SD3.5, so try eta 0.8 to 1.0 and stop 0.2 to 0.35)."""
+
+
+WORKFLOWS = {
+    "flux_semantic_edit": lambda: edit_graph(SEMANTIC_NOTE, "a photo of a smiling person wearing a red knitted hat",
+                                             prefix="rf_inversion/edit"),
+    "flux_stroke_to_image": lambda: edit_graph(STROKE_NOTE, "a photograph of a small house on a green hill under a blue sky, "
+                                               "realistic, detailed, natural light", split_step=3, eta=0.9, stop=0.1,
+                                               prefix="rf_inversion/stroke_to_image", image="stroke_painting.png"),
+    "flux_rectified_sde_generation": lambda: generation_graph(GENERATION_NOTE, "a photograph of a red fox sitting in fresh "
+                                                              "snow at sunrise, detailed fur, shallow depth of field"),
+    "sd35_semantic_edit": lambda: edit_graph(SD35_NOTE, "a photo of a smiling person wearing a red knitted hat",
+                                             prefix="rf_inversion/sd35_edit", sd35=True),
+    "flux_partial_strength_edit": lambda: edit_graph(PARTIAL_NOTE, "a photo of a person wearing glasses", split_step=6,
+                                                     eta=0.7, stop=0.9, prefix="rf_inversion/partial_edit"),
+}
+
+BUILD_JS = r"""(async (spec) => {
+  await app.loadGraphData({last_node_id: 0, last_link_id: 0, nodes: [], links: [], groups: [], config: {}, extra: {}, version: 0.4},
+                          true, false, null, {showMissingNodesDialog: false, showMissingModelsDialog: false});
+  const made = {};
+  for (const n of spec.nodes) {
+    const node = LiteGraph.createNode(n.type);
+    if (!node) throw new Error("no node type " + n.type);
+    app.graph.add(node);
+    if (n.title) node.title = n.title;
+    for (const [name, value] of Object.entries(n.widgets || {})) {
+      const w = (node.widgets || []).find((w) => w.name === name);
+      if (!w) throw new Error(n.type + " has no widget " + name);
+      w.value = value;
+    }
+    node.pos = n.pos;
+    const min = node.computeSize();
+    node.setSize([Math.max(min[0], (n.size || min)[0]), Math.max(min[1], (n.size || min)[1])]);
+    if (n.color) { node.color = n.color[0]; node.bgcolor = n.color[1]; }
+    made[n.key] = node;
+  }
+  for (const [src, slot, dst, input] of spec.links) {
+    const a = made[src], b = made[dst];
+    const i = b.findInputSlot(input);
+    if (i < 0) throw new Error(b.type + " has no input " + input);
+    if (!a.connect(slot, b, i)) throw new Error("cannot link " + src + ":" + slot + " -> " + dst + "." + input);
+  }
+  const data = app.graph.serialize();
+  return data;
+})"""
+
+
+def build(browser, name):
+    nodes, links = WORKFLOWS[name]()
+    data = browser.evaluate(f"{BUILD_JS}({json.dumps({'nodes': nodes, 'links': links})})")
+    xs = [n["pos"][0] for n in data["nodes"]] + [n["pos"][0] + n["size"][0] for n in data["nodes"]]
+    ys = [n["pos"][1] for n in data["nodes"]] + [n["pos"][1] + n["size"][1] for n in data["nodes"]]
+    # Open with the whole graph in view in a 1920 x 1080 window (the canvas starts right of the
+    # sidebar and below the tab bar).
+    left, top = 70, 90
+    scale = round(min((1920 - left - 20) / (max(xs) - min(xs)), (1080 - top - 20) / (max(ys) - min(ys)), 1.0), 3)
+    data.setdefault("extra", {})["ds"] = {"scale": scale, "offset": [round(left / scale - min(xs), 1), round(top / scale - min(ys), 1)]}
+    return data
+
+
+def main():
+    import comfy_host
+    from workflow_api import Chromium, open_web_ui
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", help="a running ComfyUI with the pack; default: start one")
+    parser.add_argument("names", nargs="*", default=list(WORKFLOWS))
+    opts = parser.parse_args()
+    server = None
+    if opts.server is None:
+        server = comfy_host.start_server(tempfile.mkdtemp(prefix="rf_make_workflows_"))
+        url = server.url
+    else:
+        url = opts.server
+    browser = Chromium()
+    try:
+        open_web_ui(browser, url)
+        for name in opts.names:
+            data = build(browser, name)
+            (HERE / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+            print(f"wrote workflows/{name}.json: {len(data['nodes'])} nodes, {len(data['links'])} links")
+    finally:
+        browser.close()
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
