@@ -57,12 +57,16 @@ class FlowStateSampler(PackSampler):
     def options(self, model_wrap, sigmas, latent_image, extra_args):
         return {}
 
+    def clean_image(self, latent_image, options):
+        """What a noise mask keeps outside the mask (KSamplerX0Inpaint blends the denoised with it)."""
+        return latent_image
+
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
         self.check(model_wrap, sigmas, noise, latent_image)
         options = self.options(model_wrap, sigmas, latent_image, extra_args)
         extra_args["denoise_mask"] = denoise_mask
         model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
-        model_k.latent_image = latent_image
+        model_k.latent_image = self.clean_image(latent_image, options)
         model_k.noise = noise
         step_callback = self.interruptible(callback, len(sigmas) - 1)
         return self.sampler_function(model_k, latent_image.clone(), sigmas, extra_args=extra_args,
@@ -117,6 +121,10 @@ class ControlledReverseKSampler(FlowStateSampler):
         etas = rf.eta_schedule(len(sigmas) - 1, self.eta, self.start, self.stop, self.eta_trend)
         noise = rf.NoiseStream(self.seed, latent_image) if self.stochastic else None
         return {"y0": y0, "etas": etas, "noise": noise}
+
+    def clean_image(self, latent_image, options):
+        # The latent being sampled is structured noise: outside a mask the image is the reference.
+        return options["y0"].expand_as(latent_image)
 
 
 class RectifiedSDEKSampler(PackSampler):

@@ -346,3 +346,22 @@ def test_eta_keeps_more_of_the_reference_as_it_grows(flow):
               for eta in (0.0, 0.5, 0.9, 1.0)]
     assert errors == sorted(errors, reverse=True), errors
     assert errors[0] > 1.1 * errors[-1]
+
+
+def test_a_noise_mask_keeps_the_outside_of_the_mask(flow, node):
+    """Masks go through ComfyUI's own inpaint blending (KSamplerX0Inpaint): an edit under a noise
+    mask changes the inside and returns the outside as the reference."""
+    model = flow.model("flux")
+    sigmas = flow.sigmas(model, 8)
+    image = flow.image(model, 1)
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :, :32] = 1.0  # the left half of the image may change
+    masked = node("SetLatentNoiseMask")().set_mask(image, mask)[0]
+    inverted = flow.invert(model, masked, sigmas, gamma=0.5)
+    assert "noise_mask" in inverted
+    edit = flow.model("flux", em.GaussianMixture([-flow.mu], [0.5]))
+    out = flow.reverse(edit, inverted, image, sigmas, eta=0.0)["samples"]
+    ref = image["samples"]
+    assert torch.isfinite(out).all()
+    assert rel(out[..., 4:], ref[..., 4:]) <= 1e-5  # latent columns 4..7: pixels 32..63, outside the mask
+    assert rel(out[..., :4], ref[..., :4]) > 0.1
