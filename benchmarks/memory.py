@@ -1,0 +1,142 @@
+"""Peak memory of the pack's samplers over a plain ``euler`` run, in latent copies.
+
+Run as its own process by benchmarks/run.py (``python benchmarks/memory.py OUT.json``), because the
+measurement needs a fixed malloc configuration from the start:
+
+- ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc serve every block of 64 KiB or more (every latent-
+  sized tensor) with its own mmap and give it back to the kernel when it is freed, so the resident
+  set follows torch's live CPU tensors instead of the heap's high-water mark.
+- Writing 5 to /proc/self/clear_refs resets the kernel's peak resident set (VmHWM) to the current
+  one (VmRSS), so peak minus baseline is the peak of one call, read from the kernel.
+
+Each measurement is one SamplerCustomAdvanced call with the exact Gaussian model at a 16 x 128 x 128
+latent (1 MiB in float32), after warm-up runs, repeated and interleaved with euler on exactly the
+same inputs (noise, sigmas, latent); the median of each is reported. The difference is what the
+sampler keeps alive beyond what euler keeps, at the moment of the call's peak.
+"""
+import gc
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+SHAPE = (1, 16, 128, 128)
+STEPS = 4
+REPEATS = int(os.environ.get("RF_BENCH_MEMORY_REPEATS", "5"))
+
+
+def status_kib():
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                out[key] = int(value.split()[0])
+    return out
+
+
+class AtNetwork:
+    """The resident set at each entry into the network, the most over one call: what the sampler and
+    the host keep alive across a network call, which a real network's activations add to."""
+
+    def __init__(self, network):
+        self.most = 0
+        network.register_forward_pre_hook(self._pre)
+
+    def _pre(self, module, args):
+        self.most = max(self.most, status_kib()["VmRSS"])
+
+
+def peak_kib(fn, at_network):
+    """Peak resident set of one call of ``fn`` above the resident set just before it, and the
+    most at a network entry above the same base, in KiB."""
+    gc.collect()
+    gc.disable()  # no cyclic collection inside the call: it would free memory at arbitrary moments
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = status_kib()["VmRSS"]
+        at_network.most = base
+        result = fn()
+        peak = status_kib()["VmHWM"]
+        del result
+    finally:
+        gc.enable()
+    return peak - base, at_network.most - base
+
+
+def main(out_path):
+    import torch
+    torch.set_num_threads(1)
+    import comfy_host
+    nodes, _ = comfy_host.import_host()
+    import comfy.utils
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    import exact_models as em
+
+    M = nodes.NODE_CLASS_MAPPINGS
+    mu = 0.8 * torch.randn(SHAPE[1:], generator=torch.Generator().manual_seed(1))
+    model = em.exact_flux(em.GaussianMixture([mu], [0.5]))
+    at_network = AtNetwork(model.model.diffusion_model)
+    model = M["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0]
+    guider = M["BasicGuider"].execute(model, em.flux_conditioning())[0]
+    sig = M["BasicScheduler"].execute(model, "simple", STEPS, 1.0)[0]
+    flip = M["FlipSigmas"].execute(sig)[0]
+    euler = M["KSamplerSelect"].execute("euler")[0]
+    no_noise = M["DisableNoise"].execute()[0]
+    random_noise = M["RandomNoise"].execute(5)[0]
+    sca = M["SamplerCustomAdvanced"]
+    y0 = model.model.process_latent_out(mu + 0.5 * torch.randn(SHAPE, generator=torch.Generator().manual_seed(2)))
+    image = {"samples": y0}
+    inverted = sca.execute(no_noise, guider, M["RFInversionSampler"].execute(0.5, 0)[0], flip, image)[0]
+    latent_bytes = 4 * int(torch.tensor(SHAPE).prod())
+
+    cases = {
+        "RF-Inversion (gamma 0.5)": (M["RFInversionSampler"].execute(0.5, 0)[0], no_noise, flip, image),
+        "Controlled Reverse (eta 0.9, ODE)": (
+            M["ControlledReverseSampler"].execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0], no_noise, sig, inverted),
+        "Controlled Reverse (eta 0.9, stochastic)": (
+            M["ControlledReverseSampler"].execute(image, 0.9, 0.0, 0.25, "constant", True, 0)[0], no_noise, sig, inverted),
+        "Rectified SDE": (M["RectifiedSDESampler"].execute(1.0)[0], random_noise, sig, {"samples": torch.zeros(SHAPE)}),
+    }
+    # Calibration: euler that keeps two extra latent-sized tensors alive for its whole run must read
+    # as 2 extra copies, or the method does not see what it claims to.
+    import comfy.samplers
+    from comfy.k_diffusion import sampling as k_sampling
+
+    def euler_holding_two(model_k, x, sigmas, **kwargs):
+        held = [x.clone(), x.clone()]  # noqa: F841  kept alive on purpose
+        return k_sampling.sample_euler(model_k, x, sigmas, **kwargs)
+    cases["calibration: euler holding 2 extra latents"] = (comfy.samplers.KSAMPLER(euler_holding_two), no_noise, sig, inverted)
+
+    rows = []
+    for name, (sampler, noise, sigmas, latent) in cases.items():
+        def call(s):
+            return lambda: sca.execute(noise, guider, s, sigmas, latent)
+        for _ in range(2):  # warm-up: first-call allocations (caches, lazy imports) are not the sampler's
+            call(sampler)()
+            call(euler)()
+        got = {"pack": [], "euler": []}
+        for r in range(REPEATS):
+            for who in (("pack", "euler") if r % 2 == 0 else ("euler", "pack")):
+                got[who].append(peak_kib(call(sampler if who == "pack" else euler), at_network))
+        p, e = (statistics.median(k[0] for k in got[w]) for w in ("pack", "euler"))
+        pn, en = (statistics.median(k[1] for k in got[w]) for w in ("pack", "euler"))
+        copies = 1024 / latent_bytes
+        rows.append({"sampler": name, "pack_peak_mib": p / 1024, "euler_peak_mib": e / 1024,
+                     "extra_copies": (p - e) * copies, "euler_copies": e * copies,
+                     "pack_at_network_copies": pn * copies, "euler_at_network_copies": en * copies,
+                     "extra_at_network_copies": (pn - en) * copies,
+                     "pack_runs_kib": got["pack"], "euler_runs_kib": got["euler"]})
+    result = {"shape": list(SHAPE), "latent_mib": latent_bytes / 2**20, "steps": STEPS, "repeats": REPEATS,
+              "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"), "rows": rows}
+    Path(out_path).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
