@@ -61,13 +61,18 @@ class FlowStateSampler(PackSampler):
         """What a noise mask keeps outside the mask (KSamplerX0Inpaint blends the denoised with it)."""
         return latent_image
 
+    def mask_noise(self, noise, sigmas, latent_image, options):
+        """The noise that puts the outside of a mask on its straight path: KSamplerX0Inpaint feeds
+        the network sigma * noise + (1 - sigma) * clean_image there."""
+        return noise
+
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
         self.check(model_wrap, sigmas, noise, latent_image)
         options = self.options(model_wrap, sigmas, latent_image, extra_args)
         extra_args["denoise_mask"] = denoise_mask
         model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
         model_k.latent_image = self.clean_image(latent_image, options)
-        model_k.noise = noise
+        model_k.noise = self.mask_noise(noise, sigmas, latent_image, options)
         step_callback = self.interruptible(callback, len(sigmas) - 1)
         return self.sampler_function(model_k, latent_image.clone(), sigmas, extra_args=extra_args,
                                      callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
@@ -92,6 +97,9 @@ class RFInversionKSampler(FlowStateSampler):
 
     def options(self, model_wrap, sigmas, latent_image, extra_args):
         return {"gamma": self.gamma, "y1": rf.seeded_noise(latent_image.shape, self.seed, latent_image)}
+
+    def mask_noise(self, noise, sigmas, latent_image, options):
+        return options["y1"]  # outside a mask: the image's path toward y1 (the gamma = 1 path)
 
 
 class ControlledReverseKSampler(FlowStateSampler):
@@ -125,6 +133,11 @@ class ControlledReverseKSampler(FlowStateSampler):
     def clean_image(self, latent_image, options):
         # The latent being sampled is structured noise: outside a mask the image is the reference.
         return options["y0"].expand_as(latent_image)
+
+    def mask_noise(self, noise, sigmas, latent_image, options):
+        # The noise of the line from y0 through the inverted state: at sigma_0 it is that state.
+        sigma = float(sigmas[0])
+        return (latent_image - (1.0 - sigma) * options["y0"]) / sigma
 
 
 class RectifiedSDEKSampler(PackSampler):

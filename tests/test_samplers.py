@@ -360,8 +360,13 @@ def test_a_noise_mask_keeps_the_outside_of_the_mask(flow, node):
     inverted = flow.invert(model, masked, sigmas, gamma=0.5)
     assert "noise_mask" in inverted
     edit = flow.model("flux", em.GaussianMixture([-flow.mu], [0.5]))
+    inputs = []
+    edit.set_model_unet_function_wrapper(lambda apply, a: inputs.append(a["input"].clone()) or apply(a["input"], a["timestep"], **a["c"]))
     out = flow.reverse(edit, inverted, image, sigmas, eta=0.0)["samples"]
     ref = image["samples"]
+    # the network sees the outside of the mask on its path: at sigma = 1, the inverted state itself
+    state = edit.model.process_latent_in(inverted["samples"])
+    assert rel(inputs[0][..., 4:], state[..., 4:]) <= 1e-5
     assert torch.isfinite(out).all()
     assert rel(out[..., 4:], ref[..., 4:]) <= 1e-5  # latent columns 4..7: pixels 32..63, outside the mask
     assert rel(out[..., :4], ref[..., :4]) > 0.1
