@@ -105,9 +105,23 @@ def object_info(server):
     return server.get("/object_info")
 
 
-def test_template_browser_lists_the_workflows(web):
+def test_template_browser_lists_the_workflows_and_opens_one(web):
     listed = web.evaluate("fetch('/api/workflow_templates').then((r) => r.json())")
     assert sorted(listed.get(PACK_FOLDER, [])) == sorted(NAMES), listed
+    # What a person does: Templates in the sidebar, the pack under Extensions, then a card.
+    web.evaluate("document.querySelector('button[aria-label=Templates]').click()")
+    leaf = f"[...document.querySelectorAll('.p-dialog *')].find((e) => e.children.length === 0 && e.textContent.trim() === {json.dumps(PACK_FOLDER)})"
+    web.wait_for(f"!!{leaf}", timeout=30)
+    web.evaluate(f"{leaf}.click()")
+    for name in NAMES:
+        web.wait_for(f"document.querySelector('.p-dialog').innerText.includes({json.dumps(name)})", timeout=30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    web.screenshot(ARTIFACTS / "template_browser.png")
+    card = f"[...document.querySelectorAll('.p-dialog *')].find((e) => e.children.length === 0 && e.textContent.trim() === 'flux_semantic_edit')"
+    web.evaluate(f"{card}.click()")
+    ui = load("flux_semantic_edit")
+    web.wait_for(f"!document.querySelector('.p-dialog') && app.graph.nodes.length === {len(ui['nodes'])} && "
+                 "app.graph.nodes.some((n) => n.type === 'ControlledReverseSampler')", timeout=30)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -169,7 +183,9 @@ def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
             break
         assert time.monotonic() < deadline, f"{name} did not finish:\n{server.log()[-3000:]}"
         time.sleep(0.5)
-    assert entry["status"]["status_str"] == "success", entry["status"]
+    failures = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert entry["status"]["status_str"] == "success" and not failures, "\n".join(
+        f"{f.get('node_type')} {f.get('node_id')}: {f.get('exception_message')}\n{''.join(f.get('traceback') or [])}" for f in failures)
     events = web.wait_for(f"""(() => {{ const e = __rf.events.filter((e) => e.detail && e.detail.prompt_id === {json.dumps(prompt_id)});
                               return e.some((x) => x.type === 'execution_success') && e.map((x) => x.type); }})()""", timeout=30)
     assert "execution_error" not in events and "execution_interrupted" not in events, events
@@ -186,3 +202,18 @@ def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
     shot = ARTIFACTS / f"{name}.png"
     web.screenshot(shot)
     assert shot.stat().st_size > 10_000
+
+
+def test_converter_matches_the_web_ui_with_bypassed_and_muted_nodes(web, object_info):
+    """A bypassed node passes its matching input through; a muted node and what only it fed drop out."""
+    ui = load("flux_semantic_edit")
+    by_title = {n.get("title"): n for n in ui["nodes"]}
+    by_title["Photo | edit"]["mode"] = 4  # bypass the stitch: the pair's SaveImage gets the photo
+    by_title["Save the edit"]["mode"] = 2  # mute one output
+    exported = workflow_api.ui_export(web, ui)["output"]
+    converted = workflow_api.to_api(ui, object_info)
+    assert exported == converted
+    pair = str(by_title["Save photo and edit side by side"]["id"])
+    photo = next(n for n in ui["nodes"] if n["type"] == "LoadImage")
+    assert converted[pair]["inputs"]["images"] == [str(photo["id"]), 0]
+    assert str(by_title["Save the edit"]["id"]) not in converted

@@ -267,3 +267,37 @@ def test_workflow_runs_on_the_server_with_tiny_models(name, server, object_info)
             assert stats["shape"] == [1, height, width, 3], (node_id, stats)
             assert 0.0 <= stats["min"] <= stats["max"] <= 1.0
     print(f"{name}: ran in {elapsed:.1f} s")
+
+
+FAKE_INFO = {
+    "Source": {"input": {"required": {"seed": ["INT", {"control_after_generate": True}], "name": [["a.png", "b.png"], {"image_upload": True}]}},
+               "input_order": {"required": ["seed", "name"]}, "output": ["IMAGE"], "display_name": "Source"},
+    "Filter": {"input": {"required": {"image": ["IMAGE"], "amount": ["FLOAT", {}], "count": ["INT", {"forceInput": True}]},
+                         "optional": {"mask": ["MASK"], "mode": [["x", "y"], {}]}},
+               "input_order": {"required": ["image", "amount", "count"], "optional": ["mask", "mode"]},
+               "output": ["IMAGE"], "display_name": "Filter"},
+}
+
+
+def test_to_api_matches_widgets_links_and_frontend_only_nodes():
+    ui = {"nodes": [
+        {"id": 1, "type": "Source", "mode": 0, "inputs": [], "widgets_values": [7, "randomize", "b.png", "image"]},
+        {"id": 2, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": 1}]},
+        {"id": 3, "type": "PrimitiveNode", "mode": 0, "outputs": [{"links": [3]}], "widgets_values": [5, "fixed"]},
+        {"id": 4, "type": "Filter", "mode": 4, "inputs": [{"name": "image", "type": "IMAGE", "link": 2}], "widgets_values": [0.5, "x"]},
+        {"id": 5, "type": "Filter", "mode": 0, "title": "Second", "widgets_values": [0.25, "y"],
+         "inputs": [{"name": "image", "type": "IMAGE", "link": 4}, {"name": "count", "type": "INT", "link": 3, "widget": {"name": "count"}}]},
+        {"id": 6, "type": "Note", "mode": 0, "widgets_values": ["hello"]},
+        {"id": 7, "type": "Filter", "mode": 2, "inputs": [], "widgets_values": [0.0, "x"]},
+    ], "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 4, 0, "IMAGE"], [3, 3, 0, 5, 1, "INT"], [4, 4, 0, 5, 0, "IMAGE"]]}
+    assert workflow_api.to_api(ui, FAKE_INFO) == {
+        "1": {"inputs": {"seed": 7, "name": "b.png"}, "class_type": "Source", "_meta": {"title": "Source"}},
+        "5": {"inputs": {"amount": 0.25, "mode": "y", "image": ["1", 0], "count": 5}, "class_type": "Filter",
+              "_meta": {"title": "Second"}},
+    }
+
+
+def test_to_api_names_a_missing_node_type():
+    ui = {"nodes": [{"id": 1, "type": "NotInstalled", "mode": 0, "widgets_values": []}], "links": []}
+    with pytest.raises(workflow_api.WorkflowError, match="NotInstalled"):
+        workflow_api.to_api(ui, FAKE_INFO)
