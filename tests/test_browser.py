@@ -41,6 +41,9 @@ LOAD_JS = r"""(async (name, folder) => {
   const response = await fetch(url);
   if (!response.ok) throw new Error(url + " answered " + response.status);
   const data = await response.json();
+  // Close what an earlier test left open (e.g. an execution error report), so each load starts clean.
+  for (const button of document.querySelectorAll(".p-dialog .p-dialog-close-button")) button.click();
+  await new Promise((r) => setTimeout(r, 300));
   __rf.missingNodes.length = 0; __rf.missingModels.length = 0;
   await app.loadGraphData(data, true, true, name);
   await new Promise((r) => setTimeout(r, 300));

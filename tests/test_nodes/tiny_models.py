@@ -55,6 +55,14 @@ def _init_(module, seed):
     return module
 
 
+def _checked(module):
+    """Every parameter and buffer finite: comfy.ops and register_buffer leave memory uninitialised."""
+    bad = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise RuntimeError(f"tiny model left uninitialised: {bad}")
+    return module
+
+
 def _patcher(model):
     import comfy.model_management as mm
     import comfy.model_patcher
@@ -65,13 +73,22 @@ def _patcher(model):
 def tiny_model(architecture, seed):
     import comfy.supported_models
     if architecture == "flux":
-        return exact_models.tiny_flux(seed=seed, context_in_dim=WIDTH, vec_in_dim=WIDTH)
+        patcher = exact_models.tiny_flux(seed=seed, context_in_dim=WIDTH, vec_in_dim=WIDTH)
+        _checked(patcher.model)
+        return patcher
     if architecture == "sd3":
         config = comfy.supported_models.SD3(dict(SD3_CONFIG))
         config.set_inference_dtype(torch.float32, None)
         model = config.get_model({})
         _init_(model.diffusion_model, seed)
-        return _patcher(model)
+        # pos_embed is a buffer that a checkpoint fills (torch.empty until then): SD3's fixed 2D
+        # sin-cos table, from ComfyUI's own function.
+        from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+        net = model.diffusion_model
+        table = get_2d_sincos_pos_embed(net.pos_embed.shape[-1], SD3_CONFIG["pos_embed_max_size"])
+        with torch.no_grad():
+            net.pos_embed.copy_(torch.from_numpy(table).float().unsqueeze(0))
+        return _patcher(_checked(model))
     raise ValueError(f"unknown architecture {architecture!r}")
 
 
@@ -92,7 +109,7 @@ def tiny_clip(seed):
     import comfy.supported_models_base
     target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinyTextEncoder)
     clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
-    _init_(clip.cond_stage_model, seed)
+    _checked(_init_(clip.cond_stage_model, seed))
     return clip
 
 
@@ -102,7 +119,7 @@ def tiny_vae(seed):
     import comfy.taesd.taesd
     import comfy.utils
     from safetensors.torch import save_file
-    taesd = _init_(comfy.taesd.taesd.TAESD(latent_channels=16), seed)
+    taesd = _checked(_init_(comfy.taesd.taesd.TAESD(latent_channels=16), seed))
     state = {k: v.contiguous() for k, v in taesd.state_dict().items()}
     path = Path(tempfile.mkdtemp(prefix="tiny_vae_")) / "tiny_taesd16.safetensors"
     save_file(state, str(path))
