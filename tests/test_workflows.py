@@ -175,6 +175,19 @@ def widgets(ui, node_type):
 SPEC_CACHE = {}
 
 
+def pack_math():
+    """The pack's sampler math (pure torch), imported without the host."""
+    import importlib.util
+    import sys
+    if "rf_pack_math" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("rf_pack_math", ROOT / "sampler" / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT / "sampler")])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["rf_pack_math"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["rf_pack_math"]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_settings_are_the_papers(name, object_info):
     ui = load(name)
@@ -192,11 +205,11 @@ def test_workflow_settings_are_the_papers(name, object_info):
                 "flux_stroke_to_image": (0.9, 0.1, [3]), "flux_partial_strength_edit": (0.7, 0.9, [6])}[name]
     assert (reverse[0]["eta"], reverse[0]["stop"], [s["step"] for s in split]) == expected
     assert reverse[0]["start"] == 0.0 and reverse[0]["stochastic"] is False
-    if split:  # tau of the paper: eta on for steps s..tau of 28 = the first tau - s + 1 of the 28 - s steps run
-        s, tau = {"flux_stroke_to_image": (3, 5), "flux_partial_strength_edit": (6, 25)}[name]
-        run = 28 - s
-        on = [i for i in range(run) if reverse[0]["start"] <= i / run < reverse[0]["stop"]]
-        assert on == list(range(tau - s + 1))
+    # The paper's s and tau (Table 4; tau is the last step with eta on, both of 28): the pack's own
+    # eta schedule over the 28 - s steps that run is on for exactly steps s..tau.
+    s, tau = {"flux_stroke_to_image": (3, 5), "flux_partial_strength_edit": (6, 25)}.get(name, (0, 6))
+    etas = pack_math().eta_schedule(28 - s, reverse[0]["eta"], reverse[0]["start"], reverse[0]["stop"], reverse[0]["eta_trend"])
+    assert [i + s for i, e in enumerate(etas) if e > 0] == list(range(s, tau + 1))
     if name.startswith("flux"):
         guidance = sorted(w["guidance"] for w in widgets(ui, "FluxGuidance"))
         assert guidance == [0.0, 3.5]

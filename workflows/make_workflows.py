@@ -188,7 +188,7 @@ How it works: the RF-Inversion Sampler runs the flow backwards, from the photo t
 
 {KNOBS}
 
-This workflow uses the paper's settings: 28 steps, gamma 0.5, eta 0.9, start 0, stop 0.25 (eta on for the first 7 of 28 steps), Flux guidance 3.5 for the edit. The paper's per-task windows: age edit 5 of 28 steps (stop 0.18) with eta 1.0, gender edit 8 of 28 (stop 0.29) with eta 1.0, stylization 6 of 28 (stop 0.21) with eta 0.9."""
+This workflow uses the paper's settings: 28 steps, gamma 0.5, eta 0.9, start 0, stop 0.25 (eta on for steps 0 to 6, the first 7 of 28), Flux guidance 3.5 for the edit. The paper's windows for other edits (eta on from step 0 through step tau of 28): age tau 5 with eta 1.0 (stop 0.2), gender tau 8 with eta 1.0 (stop 0.3), stylization tau 6 with eta 0.9 (stop 0.23)."""
 
 STROKE_NOTE = f"""RF-Inversion: stroke-to-image with Flux-dev
 
