@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 from conftest import ARTIFACTS
-from test_workflows import NAMES, SWAPS, expected_sizes, fetch_image, load, swap_loaders, upload_inputs
+from test_workflows import NAMES, expected_sizes, fetch_image, load, swap_loaders, swaps_for, upload_inputs
 
 import workflow_api
 
@@ -165,9 +165,9 @@ def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
     assert not unconnected_inputs(loaded["graph"], object_info)
 
     # Swap the loaders in the page; the UI's prompt is then the converter's, swapped the same way.
-    swapped = web.evaluate(f"{SWAP_JS}({json.dumps(SWAPS)})")
+    swapped = web.evaluate(f"{SWAP_JS}({json.dumps(swaps_for(name))})")
     expected = workflow_api.to_api(ui, object_info)
-    assert sorted(swapped) == sorted(swap_loaders(expected, object_info))
+    assert sorted(swapped) == sorted(swap_loaders(expected, object_info, swaps_for(name)))
     shown = web.evaluate("app.graphToPrompt().then((p) => p.output)")
     strip = lambda p: {k: {**v, "_meta": None} for k, v in p.items()}  # noqa: E731  (titles of swapped nodes differ)
     assert strip(shown) == strip(expected)

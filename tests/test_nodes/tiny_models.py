@@ -1,7 +1,8 @@
 """Tiny models built from ComfyUI's own classes, behind nodes with the loaders' output types.
 
 - MODEL: a Flux (``exact_models.tiny_flux``) or an SD3 MMDiT from ``comfy.supported_models``,
-  its layers initialised from a seed (comfy.ops leaves them empty).
+  its layers initialised from a seed (comfy.ops leaves them empty); or Flux's model class with the
+  exact velocity field of standard-normal data (``exact_models.exact_flux``).
 - CLIP: a real ``comfy.sd.CLIP`` with ComfyUI's CLIP tokenizer and its CLIP text transformer at
   width 64 and two layers. Its hidden states (77 x 64) and pooled output (64) are what the tiny
   Flux and MMDiT take as context and pooled vector.
@@ -25,7 +26,7 @@ import exact_models  # noqa: E402
 
 CATEGORY = "testing/rf_inversion"
 WIDTH = 64  # text width: context and pooled dimension of every tiny model
-ARCHITECTURES = ("flux", "sd3")
+ARCHITECTURES = ("flux", "sd3", "flux_exact_gaussian")
 
 TEXT_CONFIG = {"num_hidden_layers": 2, "hidden_size": WIDTH, "num_attention_heads": 2, "intermediate_size": 4 * WIDTH,
                "hidden_act": "quick_gelu", "max_position_embeddings": 77, "vocab_size": 49408,
@@ -76,6 +77,12 @@ def tiny_model(architecture, seed):
         patcher = exact_models.tiny_flux(seed=seed, context_in_dim=WIDTH, vec_in_dim=WIDTH)
         _checked(patcher.model)
         return patcher
+    if architecture == "flux_exact_gaussian":
+        # Flux's model class with the exact velocity field of standard-normal data (model space)
+        # in the network's place: no attention, so a 1024 x 1024 generation stays cheap, and the
+        # samples' statistics are known.
+        field = exact_models.GaussianMixture([torch.zeros(16, 1, 1)], [1.0])
+        return exact_models.exact_flux(field)
     if architecture == "sd3":
         config = comfy.supported_models.SD3(dict(SD3_CONFIG))
         config.set_inference_dtype(torch.float32, None)
@@ -187,7 +194,7 @@ def _stats(tensor):
     finite = bool(torch.isfinite(t).all())
     return {"shape": list(t.shape), "finite": finite,
             "min": float(t.min()) if finite else None, "max": float(t.max()) if finite else None,
-            "std": float(t.std()) if finite and t.numel() > 1 else None}
+            "mean": float(t.mean()) if finite else None, "std": float(t.std()) if finite and t.numel() > 1 else None}
 
 
 class ImageStats(io.ComfyNode):
