@@ -131,6 +131,17 @@ def to_api(ui_workflow: dict, object_info: dict) -> dict:
 
 # --- the real web UI, in headless Chromium ------------------------------------------------------
 
+def _die_with_parent():
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, so a test
+    run that is killed leaves no browser behind."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class Chromium:
     """Headless Chromium (``/usr/bin/chromium`` from Debian's packages) with one page, driven over
     the DevTools protocol through aiohttp's websocket client. Synchronous methods; the protocol
@@ -155,7 +166,8 @@ class Chromium:
         self.process = subprocess.Popen(
             [self.executable, *self.FLAGS, f"--window-size={size[0]},{size[1]}", f"--user-data-dir={self.profile}",
              "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=_die_with_parent)
         self.stderr, self.events, self._pending, self._id = [], [], {}, 0
         self.loop = None
         try:
