@@ -33,6 +33,13 @@ class PackSampler(comfy.samplers.KSAMPLER):
         if latent_image is not None and not torch.isfinite(latent_image).all():
             raise ValueError(f"{where} the latent_image holds NaN or inf values; check the node that made it.")
 
+    def checked(self, samples):
+        """Never hand NaN on to the next node: name the sampler where the values broke."""
+        if not torch.isfinite(samples).all():
+            raise ValueError(f"{self.title}: the model returned NaN or inf values while sampling. This usually "
+                             "comes from the model's weights or dtype (try weight_dtype default or bf16 instead of fp16).")
+        return samples
+
     def interruptible(self, callback, total_steps):
         def step_callback(i, denoised, x, total=total_steps):
             comfy.model_management.throw_exception_if_processing_interrupted()
@@ -43,7 +50,7 @@ class PackSampler(comfy.samplers.KSAMPLER):
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
         self.check(model_wrap, sigmas, noise, latent_image)
         callback = self.interruptible(callback, len(sigmas) - 1)
-        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+        return self.checked(super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar))
 
 
 class FlowStateSampler(PackSampler):
@@ -74,9 +81,9 @@ class FlowStateSampler(PackSampler):
         model_k.latent_image = self.clean_image(latent_image, options)
         model_k.noise = self.mask_noise(noise, sigmas, latent_image, options)
         step_callback = self.interruptible(callback, len(sigmas) - 1)
-        return self.sampler_function(model_k, latent_image.clone(), sigmas, extra_args=extra_args,
-                                     callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
-                                     disable=disable_pbar, **options)
+        return self.checked(self.sampler_function(model_k, latent_image.clone(), sigmas, extra_args=extra_args,
+                                                  callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
+                                                  disable=disable_pbar, **options))
 
 
 class RFInversionKSampler(FlowStateSampler):

@@ -126,3 +126,32 @@ def test_the_errors_reach_the_server_as_a_node_error(server):
     assert errors, status
     assert errors[0][1]["node_type"] == "ControlledReverseSampler"
     assert "start (0.5) must be below stop (0.25)" in errors[0][1]["exception_message"]
+
+
+class NaNField:
+    """A field that breaks at one sigma, as an fp16 overflow would."""
+
+    def __init__(self, field, at=0.5):
+        self.field, self.at = field, at
+
+    def denoise(self, x, sigma):
+        out = self.field.denoise(x, sigma)
+        return out * float("nan") if float(sigma.flatten()[0]) < self.at else out
+
+
+@pytest.mark.parametrize("which", ["inversion", "reverse", "sde"])
+def test_a_model_that_returns_nan_is_named_not_passed_on(flow, node, which):
+    bad = flow.model("flux", NaNField(flow.field))
+    good = flow.model("flux")
+    sigmas = flow.sigmas(good, 6)
+    image = flow.image(good, 1)
+    with pytest.raises(ValueError) as error:
+        if which == "inversion":
+            flow.invert(bad, image, sigmas, gamma=0.5)
+        elif which == "reverse":
+            flow.reverse(bad, flow.invert(good, image, sigmas, gamma=0.5), image, sigmas, eta=0.9)
+        else:
+            flow.run(bad, node("RectifiedSDESampler").execute(1.0)[0], sigmas, {"samples": torch.zeros(SHAPE)},
+                     noise=node("RandomNoise").execute(1)[0])
+    title = {"inversion": "RF-Inversion Sampler", "reverse": "Controlled Reverse Sampler", "sde": "Rectified SDE Sampler"}
+    assert title[which] in str(error.value) and "NaN" in str(error.value)

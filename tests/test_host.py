@@ -53,7 +53,7 @@ def test_sampler_math_imports_without_comfyui():
 
 def _ci_copy(tmp_path, test_body):
     """A copy of the CI entry point and scripts around one test file, sharing the set-up host."""
-    for rel in (".ci/run", "scripts/test.sh", "scripts/setup.sh", "scripts/requirements-host.txt", "tests/pytest.ini"):
+    for rel in (".ci/run", "scripts/test.sh", "scripts/setup.sh", "scripts/setup_browser.sh", "scripts/requirements-host.txt", "tests/pytest.ini"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     for rel in (".venv", ".host"):
