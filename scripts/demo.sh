@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The main job: set up the host (idempotent), then start ComfyUI headless with the pack and print its address.
+# The main job, on a fresh CPU machine: set up the host (idempotent), then start ComfyUI headless with
+# the pack and the demo model that ships in demo/, run the shipped workflows (an inversion and
+# reconstruction, a semantic edit "a 3" -> "an 8", a stroke-to-image run), and write the images and
+# one side-by-side sheet to output/demo/. About 1-2 min after setup on 2 CPU cores; no downloads.
+#
+# To use the pack in the web UI instead: .venv/bin/python scripts/comfy_host.py serve --port 8188
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
-exec "$ROOT/.venv/bin/python" "$ROOT/scripts/comfy_host.py" serve "$@"
+exec "$ROOT/.venv/bin/python" "$ROOT/demo/run_demo.py" "$@"
