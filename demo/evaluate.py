@@ -63,10 +63,12 @@ class DemoPipeline:
     def node(self, node_id):
         return self.nodes.NODE_CLASS_MAPPINGS[node_id]
 
+    @torch.no_grad()  # ComfyUI's executor runs nodes under inference mode; a direct call does not
     def encode(self, images):
         """images (N, 3, H, W) in [0, 1] -> LATENT"""
         return self.node("VAEEncode")().encode(self.vae, images.permute(0, 2, 3, 1))[0]
 
+    @torch.no_grad()
     def decode(self, latent):
         return self.node("VAEDecode")().decode(self.vae, latent)[0].permute(0, 3, 1, 2).clamp(0, 1)
 
