@@ -79,7 +79,8 @@ class FlowStateSampler(PackSampler):
         extra_args["denoise_mask"] = denoise_mask
         model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
         model_k.latent_image = self.clean_image(latent_image, options)
-        model_k.noise = self.mask_noise(noise, sigmas, latent_image, options)
+        # only a mask reads it: without one, no latent-sized tensor is made for it
+        model_k.noise = noise if denoise_mask is None else self.mask_noise(noise, sigmas, latent_image, options)
         step_callback = self.interruptible(callback, len(sigmas) - 1)
         return self.checked(self.sampler_function(model_k, latent_image.clone(), sigmas, extra_args=extra_args,
                                                   callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
