@@ -78,32 +78,17 @@ def main(out_path):
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False
     import exact_models as em
+    from graph import side_by_side
 
     M = nodes.NODE_CLASS_MAPPINGS
     mu = 0.8 * torch.randn(SHAPE[1:], generator=torch.Generator().manual_seed(1))
     model = em.exact_flux(em.GaussianMixture([mu], [0.5]))
     at_network = AtNetwork(model.model.diffusion_model)
-    model = M["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0]
-    guider = M["BasicGuider"].execute(model, em.flux_conditioning())[0]
-    sig = M["BasicScheduler"].execute(model, "simple", STEPS, 1.0)[0]
-    flip = M["FlipSigmas"].execute(sig)[0]
-    euler = M["KSamplerSelect"].execute("euler")[0]
-    no_noise = M["DisableNoise"].execute()[0]
-    random_noise = M["RandomNoise"].execute(5)[0]
-    sca = M["SamplerCustomAdvanced"]
     y0 = model.model.process_latent_out(mu + 0.5 * torch.randn(SHAPE, generator=torch.Generator().manual_seed(2)))
-    image = {"samples": y0}
-    inverted = sca.execute(no_noise, guider, M["RFInversionSampler"].execute(0.5, 0)[0], flip, image)[0]
+    g = side_by_side(M, model, STEPS, {"samples": y0}, 5, stochastic_reverse=True)
+    euler, no_noise, sig, inverted, cases = g.euler, g.no_noise, g.sigmas, g.inverted, dict(g.cases)
     latent_bytes = 4 * int(torch.tensor(SHAPE).prod())
 
-    cases = {
-        "RF-Inversion (gamma 0.5)": (M["RFInversionSampler"].execute(0.5, 0)[0], no_noise, flip, image),
-        "Controlled Reverse (eta 0.9, ODE)": (
-            M["ControlledReverseSampler"].execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0], no_noise, sig, inverted),
-        "Controlled Reverse (eta 0.9, stochastic)": (
-            M["ControlledReverseSampler"].execute(image, 0.9, 0.0, 0.25, "constant", True, 0)[0], no_noise, sig, inverted),
-        "Rectified SDE": (M["RectifiedSDESampler"].execute(1.0)[0], random_noise, sig, {"samples": torch.zeros(SHAPE)}),
-    }
     # Calibration: euler that keeps two extra latent-sized tensors alive for its whole run must read
     # as 2 extra copies, or the method does not see what it claims to.
     import comfy.samplers
@@ -117,7 +102,7 @@ def main(out_path):
     rows = []
     for name, (sampler, noise, sigmas, latent) in cases.items():
         def call(s):
-            return lambda: sca.execute(noise, guider, s, sigmas, latent)
+            return lambda: g.run(s, noise, sigmas, latent)
         for _ in range(2):  # warm-up: first-call allocations (caches, lazy imports) are not the sampler's
             call(sampler)()
             call(euler)()

@@ -16,6 +16,7 @@ import time
 import torch
 
 import exact_models as em
+from graph import side_by_side
 
 NET = dict(hidden_size=256, num_heads=4, axes_dim=[16, 24, 24], depth=2, depth_single_blocks=2)
 LATENT = (1, 16, 32, 32)  # 256 image tokens after Flux's 2 x 2 patches
@@ -45,33 +46,19 @@ def run_overhead(M, steps=8, pairs=16, warmup=2, log=print):
     torch.manual_seed(0)
     model = em.tiny_flux(SEED, **NET)
     clock = NetworkClock(model.model.diffusion_model)
-    model = M["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0]
-    guider = M["BasicGuider"].execute(model, em.flux_conditioning())[0]
-    sig = M["BasicScheduler"].execute(model, "simple", steps, 1.0)[0]
-    flip = M["FlipSigmas"].execute(sig)[0]
-    euler = M["KSamplerSelect"].execute("euler")[0]
-    no_noise = M["DisableNoise"].execute()[0]
-    random_noise = M["RandomNoise"].execute(SEED)[0]
     image = {"samples": torch.randn(LATENT, generator=torch.Generator().manual_seed(SEED)) * 0.5}
-    sca = M["SamplerCustomAdvanced"]
-
-    inverted = sca.execute(no_noise, guider, M["RFInversionSampler"].execute(0.5, SEED)[0], flip, image)[0]
-    cases = {
-        # name: (pack sampler, noise, sigmas, latent); euler gets exactly the same inputs
-        "RF-Inversion (gamma 0.5)": (M["RFInversionSampler"].execute(0.5, SEED)[0], no_noise, flip, image),
-        "Controlled Reverse (eta 0.9, ODE)": (
-            M["ControlledReverseSampler"].execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0], no_noise, sig, inverted),
-        "Rectified SDE": (M["RectifiedSDESampler"].execute(1.0)[0], random_noise, sig, {"samples": torch.zeros(LATENT)}),
-        # an A/A control: euler against a second euler object, measured the same way; how far its ratio
-        # strays from 1 is the noise floor of the direct ratio on this machine
-        "euler against euler (noise floor)": (M["KSamplerSelect"].execute("euler")[0], no_noise, sig, image),
-    }
+    g = side_by_side(M, model, steps, image, SEED)
+    euler = g.euler
+    cases = dict(g.cases)
+    # an A/A control: euler against a second euler object, measured the same way; how far its ratio
+    # strays from 1 is the noise floor of the direct ratio on this machine
+    cases["euler against euler (noise floor)"] = (M["KSamplerSelect"].execute("euler")[0], g.no_noise, g.sigmas, image)
 
     def timed(sampler, noise, sigmas, latent):
         gc.collect()
         clock.reset()
         w0, t0 = time.perf_counter(), time.process_time()
-        sca.execute(noise, guider, sampler, sigmas, latent)
+        g.run(sampler, noise, sigmas, latent)
         return time.process_time() - t0, clock.calls, clock.seconds, time.perf_counter() - w0
 
     rows = []
