@@ -56,15 +56,10 @@ def queue(server, prompt, timeout=300):
         prompt_id = server.post("/prompt", {"prompt": prompt, "client_id": "rf-inversion-demo"})["prompt_id"]
     except urllib.error.HTTPError as e:
         raise SystemExit(f"demo: ComfyUI refused the prompt: {e.read().decode(errors='replace')[:3000]}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        history = server.get(f"/history/{prompt_id}")
-        if prompt_id in history:
-            break
-        time.sleep(0.2)
-    else:
+    try:
+        entry = server.wait(prompt_id, timeout=timeout, poll=0.2)
+    except TimeoutError:
         raise SystemExit(f"demo: the prompt did not finish in {timeout} s; see {server.log_path}")
-    entry = history[prompt_id]
     if entry.get("status", {}).get("status_str") == "error":
         messages = json.dumps(entry["status"].get("messages"), indent=1)[-3000:]
         raise SystemExit(f"demo: the prompt failed in ComfyUI:\n{messages}\n(log: {server.log_path})")

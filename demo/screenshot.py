@@ -250,14 +250,7 @@ def main():
         if "errors" in queued or queued.get("node_errors"):
             raise SystemExit(f"screenshot: ComfyUI refused the page's prompt: {json.dumps(queued)[:3000]}")
         prompt_id = queued["prompt_id"]
-        deadline = time.monotonic() + 300
-        while True:
-            entry = server.get(f"/history/{prompt_id}").get(prompt_id)
-            if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"screenshot: the run did not finish in 300 s; see {server.log_path}")
-            time.sleep(0.5)
+        entry = server.wait(prompt_id, timeout=300)
         if entry["status"]["status_str"] != "success":
             raise SystemExit(f"screenshot: the run failed: {json.dumps(entry['status'])[-3000:]}")
         print(f"{stamp()} the run finished; outputs: " + ", ".join(

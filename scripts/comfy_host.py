@@ -65,6 +65,16 @@ class Server:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read())
 
+    def wait(self, prompt_id, timeout=300, poll=0.25):
+        """The /history entry of a queued prompt, once it has finished (status "success" or "error")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entry = self.get(f"/history/{prompt_id}").get(prompt_id)
+            if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+                return entry
+            time.sleep(poll)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s:\n{self.log()[-3000:]}")
+
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

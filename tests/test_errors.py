@@ -104,7 +104,6 @@ def test_a_noise_source_wired_to_a_sampler_that_ignores_it(flow, node, setup, wh
 
 def test_the_errors_reach_the_server_as_a_node_error(server):
     """In the real server the message arrives in /history as the execution error, whole."""
-    import time
     prompt = {
         "1": {"class_type": "ControlledReverseSampler",
               "inputs": {"reference": ["2", 0], "eta": 0.9, "start": 0.5, "stop": 0.25, "eta_trend": "constant",
@@ -114,13 +113,7 @@ def test_the_errors_reach_the_server_as_a_node_error(server):
     }
     response = server.post("/prompt", {"prompt": prompt})
     prompt_id = response["prompt_id"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        history = server.get(f"/history/{prompt_id}")
-        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
-            break
-        time.sleep(0.5)
-    status = history[prompt_id]["status"]
+    status = server.wait(prompt_id, timeout=60)["status"]
     assert status["status_str"] == "error"
     errors = [m for m in status["messages"] if m[0] == "execution_error"]
     assert errors, status

@@ -105,15 +105,7 @@ def queue(server, prompt, timeout=240):
     """Submit to /prompt, wait on /history; returns (the /prompt answer, the history entry)."""
     answer = server.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
     prompt_id = answer["prompt_id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        history = server.get(f"/history/{prompt_id}")
-        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-            entry = history[prompt_id]
-            if entry["status"].get("status_str") in ("success", "error"):
-                return answer, entry
-        time.sleep(0.25)
-    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s:\n{server.log()[-3000:]}")
+    return answer, server.wait(prompt_id, timeout=timeout)
 
 
 def fetch_image(server, item):
