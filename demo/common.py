@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 DEMO = Path(__file__).resolve().parent
 ROOT = DEMO.parent
-COMFY = ROOT / ".host" / "ComfyUI"
 MODELS = DEMO / "models"
 UNET_NAME = "rfdemo_digits_mmdit.safetensors"
 VAE_NAME = "rfdemo_digits_taesd.safetensors"
@@ -89,12 +88,11 @@ def demo_nodes():
 
 
 def host_path():
-    """Make the host's ``comfy`` package importable on the CPU (as scripts/comfy_host.py does)."""
-    if str(COMFY) not in sys.path:
-        sys.path.insert(0, str(COMFY))
-    if "comfy.model_management" not in sys.modules:
-        from comfy.cli_args import args
-        args.cpu = True  # before comfy.model_management is imported, or it looks for CUDA
+    """Make the host's ``comfy`` package importable on the CPU, without loading any nodes."""
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    import comfy_host
+    comfy_host.import_comfy()
 
 
 TAESD_WIDTH = 16   # channels trained; ComfyUI's TAESD has 64, and the rest are zero (see widen_taesd)

@@ -135,18 +135,23 @@ def stop_pid(pid, timeout=20):
 _IN_PROCESS = {}
 
 
-def import_host(extra_packs=()):
-    """Import the real host into this process, on the CPU, with the core custom-sampling nodes and
-    this pack loaded the way ComfyUI loads custom nodes. Returns ComfyUI's ``nodes`` module and the
-    pack's module."""
-    if "nodes" in _IN_PROCESS:
-        return _IN_PROCESS["nodes"], _IN_PROCESS["pack"]
+def import_comfy():
+    """Make the host's modules importable in this process, on the CPU, without loading any nodes."""
     if str(COMFY) not in sys.path:
         sys.path.insert(0, str(COMFY))
     import utils.extra_config  # noqa: F401  as main.py does first: ComfyUI's utils package, not comfy/utils.py
     from comfy.cli_args import args
     args.cpu = True  # before comfy.model_management is imported, or it looks for CUDA
     import comfy.model_management  # noqa: F401
+
+
+def import_host(extra_packs=()):
+    """Import the real host into this process, on the CPU, with the core custom-sampling nodes and
+    this pack loaded the way ComfyUI loads custom nodes. Returns ComfyUI's ``nodes`` module and the
+    pack's module."""
+    if "nodes" in _IN_PROCESS:
+        return _IN_PROCESS["nodes"], _IN_PROCESS["pack"]
+    import_comfy()
     import nodes
 
     base = ROOT / ".host" / "inprocess"

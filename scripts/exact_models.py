@@ -78,41 +78,42 @@ class ExactVelocity(torch.nn.Module):
         return ((x.double() - denoised) / sigma).to(x.dtype)
 
 
-def _flux_patcher(make_network, dtype):
+def model_patcher(model):
+    """A ComfyUI MODEL around a ``comfy.model_base`` model, on the host's devices, as the loaders make it."""
     import comfy.model_management as mm
     import comfy.model_patcher
+
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def flux_model(dtype=torch.float32, **overrides):
+    """ComfyUI's Flux model class for FLUX_CONFIG (``overrides`` change it); its layers are empty."""
     import comfy.supported_models
 
-    config = comfy.supported_models.Flux(dict(FLUX_CONFIG))
+    config = comfy.supported_models.Flux({**FLUX_CONFIG, **overrides})
     config.set_inference_dtype(dtype, None)
-    model = config.get_model({})
-    model.diffusion_model = make_network(model.diffusion_model)
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    return config.get_model({})
 
 
 def exact_flux(field, dtype=torch.float32):
     """A ComfyUI MODEL: Flux's model class (latent format, model sampling, conditioning) with the
     exact velocity of ``field`` in the network's place."""
-    return _flux_patcher(lambda net: ExactVelocity(field, dtype), dtype)
+    model = flux_model(dtype)
+    model.diffusion_model = ExactVelocity(field, dtype)
+    return model_patcher(model)
 
 
 def tiny_flux(seed=0, dtype=torch.float32, **overrides):
     """A small Flux network from ComfyUI's classes, its layers initialised (comfy.ops leaves them
     empty) from ``seed``, for overhead measurements. ``overrides`` change FLUX_CONFIG."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    config = comfy.supported_models.Flux({**FLUX_CONFIG, **overrides})
-    config.set_inference_dtype(dtype, None)
-    model = config.get_model({})
+    model = flux_model(dtype, **overrides)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.diffusion_model.named_parameters():
             fan_in = p.shape[-1] if p.ndim > 1 else 1
             std = 0.0 if name.endswith("bias") else 1.0 / math.sqrt(fan_in)
             p.copy_((torch.randn(p.shape, generator=generator) * std).to(p.dtype))
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    return model_patcher(model)
 
 
 def flux_conditioning(guidance=0.0, tokens=4, dim=64):

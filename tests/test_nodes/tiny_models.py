@@ -64,12 +64,6 @@ def _checked(module):
     return module
 
 
-def _patcher(model):
-    import comfy.model_management as mm
-    import comfy.model_patcher
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
-
-
 @functools.lru_cache(maxsize=None)
 def tiny_model(architecture, seed):
     import comfy.supported_models
@@ -95,7 +89,7 @@ def tiny_model(architecture, seed):
         table = get_2d_sincos_pos_embed(net.pos_embed.shape[-1], SD3_CONFIG["pos_embed_max_size"])
         with torch.no_grad():
             net.pos_embed.copy_(torch.from_numpy(table).float().unsqueeze(0))
-        return _patcher(_checked(model))
+        return exact_models.model_patcher(_checked(model))
     raise ValueError(f"unknown architecture {architecture!r}")
 
 
