@@ -33,12 +33,6 @@ def make_field(kind):
     return em.GaussianMixture([mu, -mu], [0.5, 0.3], [0.5, 0.5])
 
 
-def shifted(M, model, shift):
-    if shift == "flux":  # Flux's resolution-dependent shift at 1024 x 1024 (mu = 1.15, shift e^1.15 = 3.16)
-        return M["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0]
-    return M["ModelSamplingSD3"]().patch(model, 3.0)[0]
-
-
 def rms(a, b):
     return float((a.double() - b.double()).pow(2).mean().sqrt())
 
@@ -49,7 +43,7 @@ class Case:
     def __init__(self, M, field_kind, shift):
         self.M = M
         self.field = make_field(field_kind)
-        self.model = shifted(M, em.exact_flux(self.field), shift)
+        self.model = em.shifted(M, em.exact_flux(self.field), shift)  # Flux at 1024²: e^1.15 = 3.16
         self.guider = M["BasicGuider"].execute(self.model, em.flux_conditioning())[0]
         self.no_noise = M["DisableNoise"].execute()[0]
         g = torch.Generator().manual_seed(SEED + 1)

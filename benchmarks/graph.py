@@ -10,7 +10,7 @@ def side_by_side(M, model, steps, image, seed, stochastic_reverse=False):
     ``{name: (pack sampler, noise, sigmas, latent)}`` that euler is run on as well."""
     import exact_models as em
 
-    model = M["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0]
+    model = em.shifted(M, model, "flux")
     guider = M["BasicGuider"].execute(model, em.flux_conditioning())[0]
     sigmas = M["BasicScheduler"].execute(model, "simple", steps, 1.0)[0]
     flipped = M["FlipSigmas"].execute(sigmas)[0]

@@ -116,6 +116,16 @@ def tiny_flux(seed=0, dtype=torch.float32, **overrides):
     return model_patcher(model)
 
 
+def shifted(M, model, shift):
+    """``model`` under the schedule shift of "flux" (ModelSamplingFlux at 1024 x 1024, Flux-dev's
+    largest shift) or "sd3" (ModelSamplingSD3, shift 3), through the host's own nodes ``M``."""
+    if shift == "flux":
+        return M["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0]
+    if shift == "sd3":
+        return M["ModelSamplingSD3"]().patch(model, 3.0)[0]
+    raise ValueError(f"shift must be 'flux' or 'sd3', got {shift!r}")
+
+
 def flux_conditioning(guidance=0.0, tokens=4, dim=64):
     """A CONDITIONING for the small Flux config (the exact field ignores it)."""
     return [[torch.zeros(1, tokens, dim), {"pooled_output": torch.zeros(1, dim), "guidance": guidance}]]

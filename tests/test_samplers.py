@@ -22,15 +22,13 @@ class Flow:
 
     def __init__(self, node):
         self.node = node
+        self.M = {name: node(name) for name in ("ModelSamplingFlux", "ModelSamplingSD3")}
         generator = torch.Generator().manual_seed(0)
         self.mu = 0.5 * torch.randn(SHAPE[1:], generator=generator)
         self.field = em.GaussianMixture([self.mu], [0.5])
 
     def model(self, shift, field=None, dtype=torch.float32):
-        model = em.exact_flux(field or self.field, dtype)
-        if shift == "flux":  # Flux-dev's ModelSamplingFlux at 1024x1024
-            return self.node("ModelSamplingFlux")().patch(model, 1.15, 0.5, 1024, 1024)[0]
-        return self.node("ModelSamplingSD3")().patch(model, 3.0)[0]
+        return em.shifted(self.M, em.exact_flux(field or self.field, dtype), shift)
 
     def calls(self, model):
         return model.model.diffusion_model.calls
