@@ -90,9 +90,9 @@ class FlowStateSampler(PackSampler):
 class RFInversionKSampler(FlowStateSampler):
     title = "RF-Inversion Sampler"
 
-    def __init__(self, gamma, seed):
+    def __init__(self, gamma, seed, solver="euler"):
         super().__init__(rf.sample_rf_inversion)
-        self.gamma, self.seed = gamma, seed
+        self.gamma, self.seed, self.solver = gamma, seed, solver
 
     def check(self, model_wrap, sigmas, noise, latent_image):
         super().check(model_wrap, sigmas, noise, latent_image)
@@ -104,7 +104,8 @@ class RFInversionKSampler(FlowStateSampler):
                              "Use FlipSigmas on a flow model's schedule (it turns a leading 0 into 1e-4).")
 
     def options(self, model_wrap, sigmas, latent_image, extra_args):
-        return {"gamma": self.gamma, "y1": rf.seeded_noise(latent_image.shape, self.seed, latent_image)}
+        return {"gamma": self.gamma, "y1": rf.seeded_noise(latent_image.shape, self.seed, latent_image),
+                "solver": self.solver}
 
     def mask_noise(self, noise, sigmas, latent_image, options):
         return options["y1"]  # outside a mask: the image's path toward y1 (the gamma = 1 path)
@@ -113,11 +114,11 @@ class RFInversionKSampler(FlowStateSampler):
 class ControlledReverseKSampler(FlowStateSampler):
     title = "Controlled Reverse Sampler"
 
-    def __init__(self, reference, eta, start, stop, eta_trend, stochastic, seed):
+    def __init__(self, reference, eta, start, stop, eta_trend, stochastic, seed, solver="euler"):
         super().__init__(rf.sample_controlled_reverse)
         self.reference = reference
         self.eta, self.start, self.stop, self.eta_trend = eta, start, stop, eta_trend
-        self.stochastic, self.seed = stochastic, seed
+        self.stochastic, self.seed, self.solver = stochastic, seed, solver
 
     def check(self, model_wrap, sigmas, noise, latent_image):
         super().check(model_wrap, sigmas, noise, latent_image)
@@ -136,7 +137,7 @@ class ControlledReverseKSampler(FlowStateSampler):
         y0 = model_wrap.inner_model.process_latent_in(self.reference["samples"].to(latent_image))
         etas = rf.eta_schedule(len(sigmas) - 1, self.eta, self.start, self.stop, self.eta_trend)
         noise = rf.NoiseStream(self.seed, latent_image) if self.stochastic else None
-        return {"y0": y0, "etas": etas, "noise": noise}
+        return {"y0": y0, "etas": etas, "noise": noise, "solver": self.solver}
 
     def clean_image(self, latent_image, options):
         # The latent being sampled is structured noise: outside a mask the image is the reference.
@@ -155,6 +156,24 @@ class RectifiedSDEKSampler(PackSampler):
         super().__init__(rf.sample_rectified_sde, {"s_noise": s_noise})
 
 
+SOLVER_TOOLTIP = (
+    "How each step is integrated. euler: the paper's method, one network call per step, first order. "
+    "midpoint (RF-Solver): two calls per step, second order. fireflow (FireFlow): the midpoint rule reusing "
+    "the last network call, steps + 1 calls, second order. At the same number of network calls the second-order "
+    "solvers invert and reconstruct far more faithfully: for midpoint, halve the steps to keep the cost.")
+
+
+def solver_input(extra=""):
+    """The ``solver`` input: added last to both RF samplers, so that saved workflows keep their values."""
+    return io.Combo.Input("solver", options=list(rf.SOLVERS), default="euler", tooltip=SOLVER_TOOLTIP + extra)
+
+
+def check_solver(title, solver):
+    if solver not in rf.SOLVERS:
+        raise ValueError(f"{title}: solver {solver!r} is not one of the choices {', '.join(rf.SOLVERS)}. "
+                         "Pick one of them on the node (euler is the paper's method).")
+
+
 class RFInversionSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -171,13 +190,15 @@ class RFInversionSampler(io.ComfyNode):
                                        "faithful, least editable); 1 goes straight to y1 (forgets the image). The paper uses 0.5."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                              tooltip="Seed of the noise sample y1 that the controller pulls toward (the same noise RandomNoise draws with this seed)."),
+                solver_input(),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
-    def execute(cls, gamma, seed) -> io.NodeOutput:
-        return io.NodeOutput(RFInversionKSampler(gamma, seed))
+    def execute(cls, gamma, seed, solver="euler") -> io.NodeOutput:
+        check_solver("RF-Inversion Sampler", solver)
+        return io.NodeOutput(RFInversionKSampler(gamma, seed, solver))
 
 
 class ControlledReverseSampler(io.ComfyNode):
@@ -208,16 +229,23 @@ class ControlledReverseSampler(io.ComfyNode):
                                          "authors' code leaves that factor out."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                              tooltip="Seed of the stochastic mode's noise (unused by the ODE)."),
+                solver_input(" The stochastic mode's step is always Euler-Maruyama: with stochastic on, choose euler."),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
-    def execute(cls, reference, eta, start, stop, eta_trend, stochastic, seed) -> io.NodeOutput:
+    def execute(cls, reference, eta, start, stop, eta_trend, stochastic, seed, solver="euler") -> io.NodeOutput:
+        title = "Controlled Reverse Sampler"
         if start >= stop:
-            raise ValueError(f"Controlled Reverse Sampler: start ({start}) must be below stop ({stop}). "
+            raise ValueError(f"{title}: start ({start}) must be below stop ({stop}). "
                              "Set start to 0 and stop to 0.25 for the paper's setting.")
-        return io.NodeOutput(ControlledReverseKSampler(reference, eta, start, stop, eta_trend, stochastic, seed))
+        check_solver(title, solver)
+        if stochastic and solver != "euler":
+            raise ValueError(f"{title}: stochastic is on with solver '{solver}', but the stochastic step is "
+                             "Euler-Maruyama only. Set solver to euler, or turn stochastic off to use "
+                             f"{solver}.")
+        return io.NodeOutput(ControlledReverseKSampler(reference, eta, start, stop, eta_trend, stochastic, seed, solver))
 
 
 class RectifiedSDESampler(io.ComfyNode):

@@ -1,14 +1,20 @@
 """The math of the pack: pure torch, no ComfyUI import (see rf_inversion.py)."""
 from .rf_inversion import (  # noqa: F401
     ETA_TRENDS,
+    SOLVERS,
     NoiseStream,
     controlled_denoised,
     controlled_forward_velocity,
     eta_schedule,
+    euler_step,
+    fireflow_step,
+    midpoint_step,
+    network_calls,
     rectified_sde_step,
     sample_controlled_reverse,
     sample_rectified_sde,
     sample_rf_inversion,
     seeded_noise,
+    solver_step,
     velocity,
 )

@@ -116,6 +116,78 @@ class NoiseStream:
         return torch.randn(shape, generator=self.generator, dtype=torch.float32, device="cpu").to(self.like)
 
 
+# --- the ODE solvers (SOLVERS.md) -------------------------------------------------------------
+#
+# Each pass is dx/dsigma = field(x, sigma, D), where D = D(x, sigma) is the network's denoised
+# estimate and everything else in ``field`` is closed-form. A step rule takes ``denoise(x, sigma)``
+# (one network call), the field, the state and the step's ends, and ``reused``: the D that
+# fireflow carries over from the previous step's midpoint. It returns the new state and the D of
+# its last network call. D is reused, not the whole field, so the closed-form controller terms are
+# always evaluated at the current x, sigma and eta, and gamma = 1 and eta = 1 stay exact.
+
+SOLVERS = ("euler", "midpoint", "fireflow")
+
+
+def euler_step(denoise, field, x, sigma, sigma_next, reused=None):
+    """Euler step (the paper's Algorithms 1 and 2): x <- x + h * field(x, sigma, D(x, sigma)),
+    h = sigma_next - sigma. First order; one network call."""
+    denoised = denoise(x, sigma)
+    return x + (sigma_next - sigma) * field(x, sigma, denoised), denoised
+
+
+def _midpoint(denoise, field, x, sigma, sigma_next, start_slope):
+    """The explicit midpoint rule from a given slope at the step's start:
+
+        x_m = x + (h / 2) * start_slope,   x <- x + h * field(x_m, sigma_m, D(x_m, sigma_m)),
+
+    with sigma_m = sigma + h / 2, strictly between the step's ends (never 0, never 1)."""
+    h = sigma_next - sigma
+    sigma_mid = sigma + 0.5 * h
+    x_mid = x + (0.5 * h) * start_slope
+    denoised = denoise(x_mid, sigma_mid)
+    return x + h * field(x_mid, sigma_mid, denoised), denoised
+
+
+def midpoint_step(denoise, field, x, sigma, sigma_next, reused=None):
+    """RF-Solver's second-order step (Wang et al., "Taming Rectified Flow for Inversion and Editing",
+    arXiv 2411.04746, its order-2 Taylor update with the derivative of the velocity taken by a finite
+    difference over half a step). Written out, that is the explicit midpoint rule:
+
+        x_m = x + (h / 2) * field(x, sigma, D(x, sigma)),   x <- x + h * field(x_m, sigma + h / 2, D(x_m, sigma + h / 2))
+
+    Second order; two network calls per step."""
+    return _midpoint(denoise, field, x, sigma, sigma_next, field(x, sigma, denoise(x, sigma)))
+
+
+def fireflow_step(denoise, field, x, sigma, sigma_next, reused=None):
+    """FireFlow's step (Deng et al., "FireFlow: Fast Inversion of Rectified Flow for Image Semantic
+    Editing", arXiv 2412.07517): the midpoint rule whose start slope reuses the network's D from the
+    previous step's midpoint instead of a new call,
+
+        x_m = x + (h / 2) * field(x, sigma, D_prev),   x <- x + h * field(x_m, sigma + h / 2, D(x_m, sigma + h / 2))
+
+    Still second order (x_m only needs an O(h) slope); one network call per step, two on the first
+    (``reused`` is None there): N + 1 for N steps."""
+    start = denoise(x, sigma) if reused is None else reused
+    return _midpoint(denoise, field, x, sigma, sigma_next, field(x, sigma, start))
+
+
+STEPS = {"euler": euler_step, "midpoint": midpoint_step, "fireflow": fireflow_step}
+
+
+def solver_step(solver):
+    """The step rule of ``solver``, one of SOLVERS."""
+    if solver not in STEPS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    return STEPS[solver]
+
+
+def network_calls(solver, steps):
+    """Network calls of ``steps`` steps of ``solver``: euler N, midpoint 2N, fireflow N + 1."""
+    solver_step(solver)
+    return {"euler": steps, "midpoint": 2 * steps, "fireflow": steps + 1}[solver] if steps > 0 else 0
+
+
 # --- the samplers ----------------------------------------------------------------------------
 
 def _report(callback, x, i, sigma, denoised):
@@ -123,46 +195,70 @@ def _report(callback, x, i, sigma, denoised):
         callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
 
 
+def _denoiser(model, x, extra_args):
+    """D(x, sigma) for a python float sigma: one network call, batched as the model wants it."""
+    s_in = x.new_ones([x.shape[0]])
+    return lambda state, sigma: model(state, sigma * s_in, **extra_args)
+
+
 @torch.no_grad()
-def sample_rf_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None, y1=None, gamma=0.5):
+def sample_rf_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None, y1=None, gamma=0.5,
+                        solver="euler"):
     """Controlled forward ODE (paper Algorithm 1; ALGORITHM.md §1): the image latent to structured
-    noise, pulled toward the noise sample ``y1`` with strength ``gamma``.
+    noise, pulled toward the noise sample ``y1`` with strength ``gamma``, integrated by ``solver``
+    (SOLVERS: euler is the paper's).
 
     ``sigmas`` increase from a small sigma > 0 to sigma_end <= 1; ``x`` is the state at sigmas[0]
-    and the state at sigma_end is returned. With gamma = 1 and sigma_end = 1 it is exactly y1,
-    because the distance to y1 shrinks by (1 - sigma_next) / (1 - sigma) on each step.
+    and the state at sigma_end is returned. With gamma = 1 and sigma_end = 1 it is exactly y1 for
+    every solver: the field is then linear along the straight line to y1, which each step follows.
     """
     extra_args = {} if extra_args is None else extra_args
-    s_in = x.new_ones([x.shape[0]])
-    for i in trange(len(sigmas) - 1, disable=disable):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, sigma * s_in, **extra_args)
-        _report(callback, x, i, sigma, denoised)
-        x = x + (sigma_next - sigma) * controlled_forward_velocity(x, denoised, sigma, y1, gamma)
+    step = solver_step(solver)
+    denoise = _denoiser(model, x, extra_args)
+    levels = sigmas.tolist()  # read on the host once per run, not once per step (a sync on CUDA)
+
+    def field(state, sigma, denoised):
+        return controlled_forward_velocity(state, denoised, sigma, y1, gamma)
+
+    denoised = None
+    for i in trange(len(levels) - 1, disable=disable):
+        x_next, denoised = step(denoise, field, x, levels[i], levels[i + 1], denoised)
+        _report(callback, x, i, sigmas[i], denoised)
+        x = x_next
     return x
 
 
 @torch.no_grad()
 def sample_controlled_reverse(model, x, sigmas, extra_args=None, callback=None, disable=None,
-                              y0=None, etas=None, noise=None, s_noise=1.0):
-    """Controlled reverse ODE (paper Algorithm 2; ALGORITHM.md §2), or with ``noise`` the controlled
-    rectified SDE (paper Eq. 17; ALGORITHM.md §3): structured noise back to an image, pulled toward
-    the reference latent ``y0`` with strength ``etas[i]`` at step i.
+                              y0=None, etas=None, noise=None, s_noise=1.0, solver="euler"):
+    """Controlled reverse ODE (paper Algorithm 2; ALGORITHM.md §2) integrated by ``solver``, or with
+    ``noise`` the controlled rectified SDE (paper Eq. 17; ALGORITHM.md §3), whose step is
+    Euler-Maruyama: structured noise back to an image, pulled toward the reference latent ``y0``
+    with strength ``etas[i]``, held over step i.
 
     ``x`` is the state at sigmas[0]; ``noise`` is a callable giving standard normal noise per step
     (None for the ODE). With eta_i = 1 on the last step the result is exactly y0.
     """
     extra_args = {} if extra_args is None else extra_args
-    etas = [0.0] * (len(sigmas) - 1) if etas is None else etas
-    s_in = x.new_ones([x.shape[0]])
-    for i in trange(len(sigmas) - 1, disable=disable):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = controlled_denoised(model(x, sigma * s_in, **extra_args), y0, etas[i])
-        _report(callback, x, i, sigma, denoised)
+    step = solver_step(solver)
+    if noise is not None and solver != "euler":
+        raise ValueError(f"the stochastic step is Euler-Maruyama: solver must be 'euler', got {solver!r}")
+    levels = sigmas.tolist()  # read on the host once per run, not once per step (a sync on CUDA)
+    etas = [0.0] * (len(levels) - 1) if etas is None else etas
+    denoise = _denoiser(model, x, extra_args)
+    denoised = None
+    for i in trange(len(levels) - 1, disable=disable):
+        sigma, sigma_next, eta = levels[i], levels[i + 1], etas[i]
         if noise is None:
-            x = x + (sigma_next - sigma) * velocity(x, denoised, sigma)
+            def field(state, s, d, eta=eta):
+                return velocity(state, controlled_denoised(d, y0, eta), s)
+            x_next, denoised = step(denoise, field, x, sigma, sigma_next, denoised)
+            shown = controlled_denoised(denoised, y0, eta)
         else:
-            x = rectified_sde_step(x, denoised, float(sigma), float(sigma_next), noise(), etas[i], s_noise)
+            shown = controlled_denoised(denoise(x, sigma), y0, eta)
+            x_next = rectified_sde_step(x, shown, sigma, sigma_next, noise(), eta, s_noise)
+        _report(callback, x, i, sigmas[i], shown)
+        x = x_next
     return x
 
 
