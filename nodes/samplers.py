@@ -82,7 +82,13 @@ class FlowStateSampler(PackSampler):
         # only a mask reads it: without one, no latent-sized tensor is made for it
         model_k.noise = noise if denoise_mask is None else self.mask_noise(noise, sigmas, latent_image, options)
         step_callback = self.interruptible(callback, len(sigmas) - 1)
-        return self.checked(self.sampler_function(model_k, latent_image.clone(), sigmas, extra_args=extra_args,
+
+        def denoise(x, sigma, **kwargs):
+            # A second-order step makes two network calls: stop before the next one, not at the step's end.
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            return model_k(x, sigma, **kwargs)
+
+        return self.checked(self.sampler_function(denoise, latent_image.clone(), sigmas, extra_args=extra_args,
                                                   callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
                                                   disable=disable_pbar, **options))
 
@@ -164,14 +170,20 @@ SOLVER_TOOLTIP = (
 
 
 def solver_input(extra=""):
-    """The ``solver`` input: added last to both RF samplers, so that saved workflows keep their values."""
-    return io.Combo.Input("solver", options=list(rf.SOLVERS), default="euler", tooltip=SOLVER_TOOLTIP + extra)
+    """The ``solver`` input: added last to both RF samplers, so that saved UI workflows keep their widget
+    values, and optional, so that saved API prompts without it still validate (as euler)."""
+    return io.Combo.Input("solver", options=list(rf.SOLVERS), default="euler", optional=True,
+                          tooltip=SOLVER_TOOLTIP + extra)
+
+
+def check_choice(title, name, value, choices, hint):
+    """This host validates V3 combos only in the web UI: a pasted API prompt reaches execute as it is."""
+    if value not in choices:
+        raise ValueError(f"{title}: {name} {value!r} is not one of the choices {', '.join(choices)}. {hint}")
 
 
 def check_solver(title, solver):
-    if solver not in rf.SOLVERS:
-        raise ValueError(f"{title}: solver {solver!r} is not one of the choices {', '.join(rf.SOLVERS)}. "
-                         "Pick one of them on the node (euler is the paper's method).")
+    check_choice(title, "solver", solver, rf.SOLVERS, "Pick one of them on the node (euler is the paper's method).")
 
 
 class RFInversionSampler(io.ComfyNode):
@@ -240,6 +252,7 @@ class ControlledReverseSampler(io.ComfyNode):
         if start >= stop:
             raise ValueError(f"{title}: start ({start}) must be below stop ({stop}). "
                              "Set start to 0 and stop to 0.25 for the paper's setting.")
+        check_choice(title, "eta_trend", eta_trend, rf.ETA_TRENDS, "Pick one of them on the node (constant is the paper's).")
         check_solver(title, solver)
         if stochastic and solver != "euler":
             raise ValueError(f"{title}: stochastic is on with solver '{solver}', but the stochastic step is "

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from test_samplers import SHAPE, Flow
+from test_samplers import SHAPE, SOLVERS, Flow
 
 
 @pytest.fixture(scope="module")
@@ -29,54 +29,60 @@ def fails_before_any_model_call(flow, model, action, *needles):
     return str(error.value)
 
 
-def test_a_model_that_is_not_a_flow_model(flow, node, setup):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_model_that_is_not_a_flow_model(flow, node, setup, solver):
     model, sigmas, image, _ = setup
     eps = node("ModelSamplingDiscrete")().patch(model, "eps", False)[0]
-    for sampler in (node("RFInversionSampler").execute(0.5, 0)[0],
-                    node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0],
+    for sampler in (node("RFInversionSampler").execute(0.5, 0, solver)[0],
+                    node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0, solver)[0],
                     node("RectifiedSDESampler").execute(1.0)[0]):
         fails_before_any_model_call(flow, model, lambda: flow.run(eps, sampler, sigmas, image),
                                     sampler.title, "not a rectified-flow model", "CONST")
 
 
-def test_inversion_sigmas_that_do_not_increase(flow, node, setup):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_inversion_sigmas_that_do_not_increase(flow, node, setup, solver):
     model, sigmas, image, _ = setup
-    sampler = node("RFInversionSampler").execute(0.5, 0)[0]
+    sampler = node("RFInversionSampler").execute(0.5, 0, solver)[0]
     fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sigmas, image),
                                 "RF-Inversion Sampler", "sigmas must increase", "Connect FlipSigmas")
 
 
-def test_inversion_sigmas_that_start_at_zero(flow, node, setup):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_inversion_sigmas_that_start_at_zero(flow, node, setup, solver):
     model, sigmas, image, _ = setup
-    sampler = node("RFInversionSampler").execute(0.5, 0)[0]
+    sampler = node("RFInversionSampler").execute(0.5, 0, solver)[0]
     raw = sigmas.flip(0)  # a flip that keeps the leading 0, which FlipSigmas would turn into 1e-4
     fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, raw, image),
                                 "RF-Inversion Sampler", "(0, 1]", "FlipSigmas")
 
 
-def test_reverse_sigmas_that_do_not_decrease(flow, node, setup):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reverse_sigmas_that_do_not_decrease(flow, node, setup, solver):
     model, sigmas, image, inverted = setup
-    sampler = node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0]
+    sampler = node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0, solver)[0]
     flipped = node("FlipSigmas").execute(sigmas)[0]
     fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, flipped, inverted),
                                 "Controlled Reverse Sampler", "sigmas must decrease", "without FlipSigmas")
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("shape", [(1, 16, 4, 8), (1, 4, 8, 8), (3, 16, 8, 8)])
-def test_a_reference_whose_shape_does_not_match(flow, node, setup, shape):
+def test_a_reference_whose_shape_does_not_match(flow, node, setup, shape, solver):
     model, sigmas, _, inverted = setup
     sampler = node("ControlledReverseSampler").execute({"samples": torch.zeros(shape)}, 0.9, 0.0, 0.25,
-                                                       "constant", False, 0)[0]
+                                                       "constant", False, 0, solver)[0]
     inverted = {"samples": inverted["samples"].expand(2, *SHAPE[1:]).clone()}
     fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sigmas, inverted),
                                 "Controlled Reverse Sampler", "reference latent has shape", str(tuple(shape)),
                                 "same image latent")
 
 
-def test_a_reference_with_nan(flow, node, setup):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_reference_with_nan(flow, node, setup, solver):
     model, sigmas, image, inverted = setup
     bad = {"samples": torch.full(SHAPE, float("nan"))}
-    sampler = node("ControlledReverseSampler").execute(bad, 0.9, 0.0, 0.25, "constant", False, 0)[0]
+    sampler = node("ControlledReverseSampler").execute(bad, 0.9, 0.0, 0.25, "constant", False, 0, solver)[0]
     fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sigmas, inverted),
                                 "Controlled Reverse Sampler", "reference", "NaN")
 
@@ -88,15 +94,16 @@ def test_start_not_below_stop(node, start, stop):
     assert "Controlled Reverse Sampler" in str(error.value) and "start" in str(error.value) and "stop" in str(error.value)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("which", ["inversion", "reverse"])
-def test_a_noise_source_wired_to_a_sampler_that_ignores_it(flow, node, setup, which):
+def test_a_noise_source_wired_to_a_sampler_that_ignores_it(flow, node, setup, which, solver):
     model, sigmas, image, inverted = setup
     noise = node("RandomNoise").execute(42)[0]
     if which == "inversion":
-        sampler, sig, latent = node("RFInversionSampler").execute(0.5, 0)[0], node("FlipSigmas").execute(sigmas)[0], image
+        sampler, sig, latent = node("RFInversionSampler").execute(0.5, 0, solver)[0], node("FlipSigmas").execute(sigmas)[0], image
     else:
         sampler, sig, latent = node("ControlledReverseSampler").execute(
-            image, 0.9, 0.0, 0.25, "constant", False, 0)[0], sigmas, inverted
+            image, 0.9, 0.0, 0.25, "constant", False, 0, solver)[0], sigmas, inverted
     message = fails_before_any_model_call(flow, model, lambda: flow.run(model, sampler, sig, latent, noise=noise),
                                           sampler.title, "ignores the noise input", "DisableNoise")
     assert "add_noise" in message  # the fix for SamplerCustom users too
@@ -132,17 +139,18 @@ class NaNField:
         return out * float("nan") if float(sigma.flatten()[0]) < self.at else out
 
 
-@pytest.mark.parametrize("which", ["inversion", "reverse", "sde"])
-def test_a_model_that_returns_nan_is_named_not_passed_on(flow, node, which):
+@pytest.mark.parametrize("which,solver", [("inversion", s) for s in SOLVERS] + [("reverse", s) for s in SOLVERS]
+                         + [("sde", "euler")])
+def test_a_model_that_returns_nan_is_named_not_passed_on(flow, node, which, solver):
     bad = flow.model("flux", NaNField(flow.field))
     good = flow.model("flux")
     sigmas = flow.sigmas(good, 6)
     image = flow.image(good, 1)
     with pytest.raises(ValueError) as error:
         if which == "inversion":
-            flow.invert(bad, image, sigmas, gamma=0.5)
+            flow.invert(bad, image, sigmas, gamma=0.5, solver=solver)
         elif which == "reverse":
-            flow.reverse(bad, flow.invert(good, image, sigmas, gamma=0.5), image, sigmas, eta=0.9)
+            flow.reverse(bad, flow.invert(good, image, sigmas, gamma=0.5), image, sigmas, eta=0.9, solver=solver)
         else:
             flow.run(bad, node("RectifiedSDESampler").execute(1.0)[0], sigmas, {"samples": torch.zeros(SHAPE)},
                      noise=node("RandomNoise").execute(1)[0])
