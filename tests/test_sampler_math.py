@@ -73,3 +73,80 @@ def test_seeded_noise_is_randomnoise_and_leaves_the_global_state(rf):
     b = torch.randn((2, 3), dtype=torch.float32, generator=None)
     torch.set_rng_state(state)
     assert torch.equal(a, b)
+
+
+# --- the step rules (SOLVERS.md) ---------------------------------------------------------------
+
+class Linear:
+    """D for the field dx/dsigma = x: D = x - sigma * x, whose exact flow is x * exp(sigma_next - sigma).
+    Counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, sigma, **kwargs):
+        self.calls += 1
+        s = sigma.reshape(-1, *[1] * (x.ndim - 1)) if torch.is_tensor(sigma) else sigma
+        return x - s * x
+
+
+def plain(x, sigma, denoised):
+    return (x - denoised) / sigma
+
+
+@pytest.mark.parametrize("solver,order", [("euler", 1), ("midpoint", 2), ("fireflow", 2)])
+def test_each_step_rule_has_its_order_on_a_linear_field(rf, solver, order):
+    step = rf.solver_step(solver)
+    x = torch.ones(1, dtype=torch.float64)
+    errors = []
+    for n in (16, 32, 64):
+        model, state, carried = Linear(), x, None
+        levels = [0.2 + 0.5 * i / n for i in range(n + 1)]
+        for a, b in zip(levels, levels[1:]):
+            state, _, carried = step(model, plain, state, a, b, carried)
+        assert model.calls == rf.network_calls(solver, n)
+        errors.append(abs(float(state) - float(torch.exp(torch.tensor(0.5, dtype=torch.float64)))))
+    for coarse, fine in zip(errors, errors[1:]):
+        assert coarse / fine == pytest.approx(2 ** order, rel=0.15), errors
+
+
+def test_network_calls_and_unknown_solvers(rf):
+    assert [rf.network_calls(s, 28) for s in rf.SOLVERS] == [28, 56, 29]
+    assert rf.network_calls("fireflow", 0) == 0
+    with pytest.raises(ValueError, match="solver must be one of"):
+        rf.solver_step("rk4")
+    with pytest.raises(ValueError, match="Euler-Maruyama"):
+        rf.sample_controlled_reverse(Linear(), torch.ones(1, 2), torch.tensor([1.0, 0.0]), disable=True,
+                                     noise=lambda: torch.zeros(1, 2), solver="midpoint")
+
+
+class CountingSigmas(torch.Tensor):
+    """A schedule that counts its reads to the host (item, float, tolist, bool): on CUDA each one waits
+    for the device."""
+    reads = 0
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.item, torch.Tensor.__float__, torch.Tensor.tolist, torch.Tensor.__bool__):
+            CountingSigmas.reads += 1
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.mark.parametrize("solver", ["euler", "midpoint", "fireflow"])
+def test_the_schedule_is_read_on_the_host_once_per_run(rf, solver):
+    x, y = torch.randn(1, 2, 3), torch.randn(1, 2, 3)
+    up = torch.linspace(1e-4, 1.0, 9).as_subclass(CountingSigmas)
+    down = torch.linspace(1.0, 0.0, 9).as_subclass(CountingSigmas)
+    runs = [
+        lambda: rf.sample_rf_inversion(Linear(), x, up, disable=True, y1=y, gamma=0.5, solver=solver),
+        lambda: rf.sample_controlled_reverse(Linear(), x, down, disable=True, y0=y, etas=[0.9] * 8, solver=solver),
+    ]
+    if solver == "euler":
+        runs += [lambda: rf.sample_controlled_reverse(Linear(), x, down, disable=True, y0=y, etas=[0.5] * 8,
+                                                      noise=lambda: torch.zeros_like(x)),
+                 lambda: rf.sample_rectified_sde(Linear(), x, down, disable=True)]
+    for run in runs:
+        CountingSigmas.reads = 0
+        out = run()
+        assert torch.isfinite(out.as_subclass(torch.Tensor)).all()
+        assert CountingSigmas.reads == 1, "the schedule was read on the host more than once"
