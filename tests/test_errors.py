@@ -156,3 +156,12 @@ def test_a_model_that_returns_nan_is_named_not_passed_on(flow, node, which, solv
                      noise=node("RandomNoise").execute(1)[0])
     title = {"inversion": "RF-Inversion Sampler", "reverse": "Controlled Reverse Sampler", "sde": "Rectified SDE Sampler"}
     assert title[which] in str(error.value) and "NaN" in str(error.value)
+
+
+def test_an_eta_trend_outside_the_list(node):
+    """A pasted API prompt reaches the node unvalidated in this host (V3 combos are checked by the web UI)."""
+    with pytest.raises(ValueError) as error:
+        node("ControlledReverseSampler").execute({"samples": torch.zeros(SHAPE)}, 0.9, 0.0, 0.25, "cosine", False, 0)
+    message = str(error.value)
+    for needle in ("Controlled Reverse Sampler", "eta_trend 'cosine'", "constant, linear_increase, linear_decrease"):
+        assert needle in message, message
