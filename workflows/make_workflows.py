@@ -324,7 +324,10 @@ def main():
         open_web_ui(browser, url)
         for name in opts.names:
             data = build(browser, name)
-            (HERE / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+            path = HERE / f"{name}.json"
+            if path.exists():  # the UI draws a new id each time: keep the shipped one, so a rebuild changes only the graph
+                data["id"] = json.loads(path.read_text()).get("id", data["id"])
+            path.write_text(json.dumps(data, indent=2) + "\n")
             print(f"wrote workflows/{name}.json: {len(data['nodes'])} nodes, {len(data['links'])} links")
     finally:
         browser.close()
