@@ -205,6 +205,8 @@ def test_workflow_settings_are_the_papers(name, object_info):
                 "flux_stroke_to_image": (0.9, 0.1, [3]), "flux_partial_strength_edit": (0.7, 0.9, [6])}[name]
     assert (reverse[0]["eta"], reverse[0]["stop"], [s["step"] for s in split]) == expected
     assert reverse[0]["start"] == 0.0 and reverse[0]["stochastic"] is False
+    # fireflow: second order for one network call more per pass (why: the notes and docs/workflows.md).
+    assert [w["solver"] for w in widgets(ui, "RFInversionSampler") + reverse] == ["fireflow", "fireflow"]
     # The paper's s and tau (Table 4; tau is the last step with eta on, both of 28): the pack's own
     # eta schedule over the 28 - s steps that run is on for exactly steps s..tau.
     s, tau = {"flux_stroke_to_image": (3, 5), "flux_partial_strength_edit": (6, 25)}.get(name, (0, 6))
