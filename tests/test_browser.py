@@ -12,7 +12,8 @@ import json
 import pytest
 import requests
 from conftest import ARTIFACTS
-from test_workflows import NAMES, expected_sizes, fetch_image, load, swap_loaders, swaps_for, upload_inputs
+from test_workflows import (NAMES, SAVED_BEFORE, SAVED_BEFORE_SAMPLERS, expected_sizes, fetch_image, load, swap_loaders,
+                            swaps_for, upload_inputs)
 
 import workflow_api
 
@@ -35,11 +36,15 @@ HOOKS_JS = r"""(() => {
   return true;
 })()"""
 
-LOAD_JS = r"""(async (name, folder) => {
-  const url = `/api/workflow_templates/${folder}/${name}.json`;
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(url + " answered " + response.status);
-  const data = await response.json();
+LOAD_JS = r"""(async (name, folder, given) => {
+  // From the template route, as the template browser loads it; or the workflow given, as a dropped file is.
+  let data = given;
+  if (!data) {
+    const url = `/api/workflow_templates/${folder}/${name}.json`;
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(url + " answered " + response.status);
+    data = await response.json();
+  }
   // Close what an earlier test left open (e.g. an execution error report), so each load starts clean.
   for (const button of document.querySelectorAll(".p-dialog .p-dialog-close-button")) button.click();
   await new Promise((r) => setTimeout(r, 300));
@@ -56,6 +61,10 @@ LOAD_JS = r"""(async (name, folder) => {
     graph: app.graph.serialize(),
   };
 })"""
+
+# Every widget's value by name, for each node of the given types, as the loaded graph holds them.
+WIDGETS_JS = r"""((types) => Object.fromEntries(types.map((type) => [type, app.graph.nodes.filter((n) => n.type === type)
+  .map((n) => Object.fromEntries(n.widgets.map((w) => [w.name, w.value])))])))"""
 
 SWAP_JS = r"""((swaps) => {
   const graph = app.graph, linkOf = (id) => graph.links.get ? graph.links.get(id) : graph.links[id];
@@ -149,6 +158,15 @@ def unconnected_inputs(graph, object_info):
     return out
 
 
+def assert_loaded_without_warnings(loaded, object_info):
+    """No kind of load warning in what LOAD_JS reports."""
+    assert not loaded["missingNodes"] and not loaded["unregistered"], loaded["missingNodes"] or loaded["unregistered"]
+    assert not loaded["missingModels"], loaded["missingModels"]
+    assert not loaded["withErrors"], loaded["withErrors"]
+    assert not loaded["dialogs"], loaded["dialogs"]
+    assert not unconnected_inputs(loaded["graph"], object_info)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
     ui = load(name)
@@ -157,11 +175,7 @@ def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
     # Load it as the template browser does, and look for every kind of load warning.
     loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, {json.dumps(PACK_FOLDER)})")
     assert loaded["served"] == ui, "the server serves another file than workflows/"
-    assert not loaded["missingNodes"] and not loaded["unregistered"], loaded["missingNodes"] or loaded["unregistered"]
-    assert not loaded["missingModels"], loaded["missingModels"]
-    assert not loaded["withErrors"], loaded["withErrors"]
-    assert not loaded["dialogs"], loaded["dialogs"]
-    assert not unconnected_inputs(loaded["graph"], object_info)
+    assert_loaded_without_warnings(loaded, object_info)
 
     # Swap the loaders in the page; the UI's prompt is then the converter's, swapped the same way.
     swapped = web.evaluate(f"{SWAP_JS}({json.dumps(swaps_for(name))})")
@@ -213,3 +227,23 @@ def test_converter_matches_the_web_ui_with_bypassed_and_muted_nodes(web, object_
     photo = next(n for n in ui["nodes"] if n["type"] == "LoadImage")
     assert converted[pair]["inputs"]["images"] == [str(photo["id"]), 0]
     assert str(by_title["Save the edit"]["id"]) not in converted
+
+
+@pytest.mark.parametrize("name", list(SAVED_BEFORE))
+def test_workflow_saved_before_the_solver_input_loads_with_its_values(name, web, server, object_info):
+    """A file saved before the samplers had a solver input opens as a dropped file does, with no
+    warning: every old widget keeps its value and the new solver takes its default, euler."""
+    ui = load(name)
+    upload_inputs(server, ui)
+    loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, null, {json.dumps(ui)})")
+    assert_loaded_without_warnings(loaded, object_info)
+    shown = web.evaluate(f"{WIDGETS_JS}({json.dumps(list(SAVED_BEFORE_SAMPLERS))})")
+    assert shown == {node_type: [{**values, "solver": "euler"}] for node_type, values in SAVED_BEFORE_SAMPLERS.items()}
+    # The UI queues the default; the converter leaves it out (the file has no value for it), and
+    # the server runs an absent solver as euler. Everything else is the same prompt.
+    queued = web.evaluate("app.graphToPrompt().then((p) => p.output)")
+    expected = workflow_api.to_api(ui, object_info)
+    for node in expected.values():
+        if node["class_type"] in SAVED_BEFORE_SAMPLERS:
+            node["inputs"]["solver"] = "euler"
+    assert queued == expected

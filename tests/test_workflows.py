@@ -23,6 +23,14 @@ WORKFLOWS = ROOT / "workflows"
 NAMES = ["flux_semantic_edit", "flux_stroke_to_image", "flux_rectified_sde_generation", "sd35_semantic_edit",
          "flux_partial_strength_edit"]
 PACK_NODES = {"RFInversionSampler", "ControlledReverseSampler", "RectifiedSDESampler"}
+# Workflow files as release 0.1 shipped them, before the samplers had a solver input: workflows that
+# people saved then must keep loading, with the same values, and run (as euler, the paper's method).
+SAVED_BEFORE = {"flux_semantic_edit_v0.1": ROOT / "tests" / "data" / "flux_semantic_edit_v0.1.json"}
+# The two RF samplers' inputs in that file, by name.
+SAVED_BEFORE_SAMPLERS = {
+    "RFInversionSampler": {"gamma": 0.5, "seed": 0},
+    "ControlledReverseSampler": {"eta": 0.9, "start": 0.0, "stop": 0.25, "eta_trend": "constant", "stochastic": False, "seed": 0},
+}
 INPUT_SIZE = (80, 64)  # width, height of the test photos: not square, so a transposed axis shows
 
 # Model loader -> the tiny loader with the same outputs, and its inputs.
@@ -45,7 +53,7 @@ def swaps_for(name):
 
 
 def load(name):
-    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+    return json.loads(SAVED_BEFORE.get(name, WORKFLOWS / f"{name}.json").read_text())
 
 
 def input_images(ui):
@@ -238,7 +246,20 @@ def test_workflow_as_shipped_fails_validation_only_for_the_missing_model_files(n
             assert re.search(r"(unet|ckpt|clip|vae)_name", err["extra_info"]["input_name"]), err
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(SAVED_BEFORE))
+def test_workflow_saved_before_the_solver_input_converts_with_its_values(name, object_info):
+    """The solver input came last, so the old widget values still land on their inputs; the old file
+    has no solver value, and the server runs an absent solver as euler."""
+    ui = load(name)
+    prompt = workflow_api.to_api(ui, object_info)
+    for node_type, values in SAVED_BEFORE_SAMPLERS.items():
+        [inputs] = [n["inputs"] for n in prompt.values() if n["class_type"] == node_type]
+        assert "solver" in dict(workflow_api.widget_slots(object_info[node_type]))  # the host has what the file lacks
+        assert {k: v for k, v in inputs.items() if k != "reference"} == values, node_type
+        assert inputs.get("solver", "euler") == "euler"
+
+
+@pytest.mark.parametrize("name", NAMES + list(SAVED_BEFORE))
 def test_workflow_runs_on_the_server_with_tiny_models(name, server, object_info):
     ui = load(name)
     upload_inputs(server, ui)
