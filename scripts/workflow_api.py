@@ -55,6 +55,20 @@ def widget_slots(spec):
     return slots
 
 
+def widget_default(spec, name):
+    """The value the web UI gives a new widget: its default, or a combo's first choice."""
+    for section in ("required", "optional"):
+        entry = (spec.get("input", {}).get(section) or {}).get(name)
+        if entry is None:
+            continue
+        options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+        if "default" in options:
+            return options["default"]
+        choices = entry[0] if isinstance(entry[0], list) else options.get("options")
+        return choices[0] if choices else None
+    raise KeyError(name)
+
+
 def _links(ui):
     """link id -> (origin_id, origin_slot, target_id, target_slot, type), from either link form."""
     out = {}
@@ -109,9 +123,15 @@ def to_api(ui_workflow: dict, object_info: dict) -> dict:
         if isinstance(values, dict):
             inputs.update({name: values[name] for name, sent in widget_slots(spec) if sent and name in values})
         else:
-            for (name, sent), value in zip(widget_slots(spec), values or []):
+            slots = widget_slots(spec)
+            for (name, sent), value in zip(slots, values or []):
                 if sent:
                     inputs[name] = value
+            # widgets that a file saved before they existed lacks (new inputs come last): the web UI
+            # gives them their default
+            for name, sent in slots[len(values or []):]:
+                if sent:
+                    inputs[name] = widget_default(spec, name)
         for slot in node.get("inputs") or []:
             if slot.get("link") is None:
                 continue
