@@ -6,20 +6,24 @@ are root-mean-square over all elements, in model space, against:
 
     gamma = 1 target:   the inversion's end state against y1 (it should be y1 exactly);
     eta = 1 target:     the reverse's end state, started from y1, against y0 (it should be y0);
-    reconstruction:     inversion with gamma = 0, then reverse with eta = 0, against y0 (Euler's
-                        first-order error, which shrinks as the steps grow).
+    reconstruction:     inversion with gamma = 0, then reverse with eta = 0, against y0 (the
+                        solver's discretisation error, which shrinks as the steps grow).
 
-for the pack's nodes and for the two public conventions of benchmarks/baselines.py.
+for the pack's nodes with each solver and for the two public conventions of benchmarks/baselines.py
+(Euler steps), at equal network calls per pass: each method runs the steps that make that many
+calls (graph.STEPS_FOR_CALLS), and the calls are counted on the exact model, not assumed.
 """
 import torch
 
 import exact_models as em
 from baselines import BaselineSampler
+from graph import STEPS_FOR_CALLS
 
-STEPS = (4, 8, 14, 28)
+CALLS = (8, 16, 28, 56)  # network calls per pass: euler and the conventions N steps, midpoint N/2, fireflow N - 1
 SHIFTS = ("flux", "sd3")
 FIELDS = ("gaussian", "mixture")
-METHODS = ("pack", "controller_linear", "model_linear")
+SOLVERS = ("euler", "midpoint", "fireflow")  # the pack's nodes, one per solver
+METHODS = SOLVERS + ("controller_linear", "model_linear")
 METRICS = ("gamma1", "eta1", "recon")
 SEED = 7
 SHAPE = (4, 16, 16, 16)  # a batch of 4 latents in Flux's 16 channels
@@ -34,7 +38,7 @@ def make_field(kind):
 
 
 def rms(a, b):
-    return float((a.double() - b.double()).pow(2).mean().sqrt())
+    return float((a.cpu().double() - b.cpu().double()).pow(2).mean().sqrt())
 
 
 class Case:
@@ -67,35 +71,46 @@ class Case:
         return self.to_in(out["samples"])
 
     def inversion(self, method, gamma):
-        if method == "pack":
-            return self.M["RFInversionSampler"].execute(gamma, SEED)[0]
+        if method in SOLVERS:
+            return self.M["RFInversionSampler"].execute(gamma, SEED, method)[0]
         return BaselineSampler("inversion", method, gamma=gamma, seed=SEED)
 
     def reverse(self, method, eta, steps):
-        if method == "pack":
-            return self.M["ControlledReverseSampler"].execute({"samples": self.y0_out}, eta, 0.0, 1.0, "constant", False, 0)[0]
+        if method in SOLVERS:
+            return self.M["ControlledReverseSampler"].execute({"samples": self.y0_out}, eta, 0.0, 1.0, "constant", False, 0,
+                                                              method)[0]
         return BaselineSampler("reverse", method, reference={"samples": self.y0_out}, etas=[eta] * steps)
 
-    def measure(self, method, steps):
+    def counted(self, sampler, sigmas, latent_model_space):
+        """The run's result and the network calls it made, read from the exact model's counter."""
+        network = self.model.model.diffusion_model
+        before = network.calls
+        out = self.run(sampler, sigmas, latent_model_space)
+        return out, network.calls - before
+
+    def measure(self, method, calls):
+        steps = STEPS_FOR_CALLS.get(method, STEPS_FOR_CALLS["euler"])(calls)
         sig, flip = self.sigmas(steps)
         gamma1 = rms(self.run(self.inversion(method, 1.0), flip, self.y0), self.y1)
         eta1 = rms(self.run(self.reverse(method, 1.0, steps), sig, self.y1), self.y0)
-        inverted = self.run(self.inversion(method, 0.0), flip, self.y0)
-        recon = rms(self.run(self.reverse(method, 0.0, steps), sig, inverted), self.y0)
-        return {"gamma1": gamma1, "eta1": eta1, "recon": recon}
+        inverted, inv_calls = self.counted(self.inversion(method, 0.0), flip, self.y0)
+        back, rev_calls = self.counted(self.reverse(method, 0.0, steps), sig, inverted)
+        if (inv_calls, rev_calls) != (calls, calls):
+            raise RuntimeError(f"{method} at {steps} steps made {inv_calls} + {rev_calls} network calls, not {calls} per pass")
+        return {"steps": steps, "calls": inv_calls, "gamma1": gamma1, "eta1": eta1, "recon": rms(back, self.y0)}
 
 
-def run_accuracy(M, steps_list=STEPS, log=print):
+def run_accuracy(M, calls_list=CALLS, log=print):
     rows = []
     for field_kind in FIELDS:
         for shift in SHIFTS:
             case = Case(M, field_kind, shift)
-            for steps in steps_list:
-                row = {"field": field_kind, "shift": shift, "steps": steps}
+            for calls in calls_list:
+                row = {"field": field_kind, "shift": shift, "calls": calls}
                 for method in METHODS:
-                    for metric, value in case.measure(method, steps).items():
+                    for metric, value in case.measure(method, calls).items():
                         row[f"{metric}:{method}"] = value
                 rows.append(row)
-                log(f"  accuracy {field_kind:8s} {shift:4s} {steps:2d} steps: "
-                    + "  ".join(f"{k}={v:.2e}" for k, v in row.items() if ":" in k))
+                log(f"  accuracy {field_kind:8s} {shift:4s} {calls:2d} calls per pass: "
+                    + "  ".join(f"{k}={v:.2e}" for k, v in row.items() if k.startswith(METRICS)))
     return rows

@@ -1,7 +1,7 @@
 """Peak memory of the pack's samplers over a plain ``euler`` run, in latent copies.
 
-Run as its own process by benchmarks/run.py (``python benchmarks/memory.py OUT.json``), because the
-measurement needs a fixed malloc configuration from the start:
+Run as its own process by benchmarks/run.py (``python benchmarks/memory.py OUT.json [cpu|cuda]``),
+because on the CPU the measurement needs a fixed malloc configuration from the start:
 
 - ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc serve every block of 64 KiB or more (every latent-
   sized tensor) with its own mmap and give it back to the kernel when it is freed, so the resident
@@ -12,7 +12,12 @@ measurement needs a fixed malloc configuration from the start:
 Each measurement is one SamplerCustomAdvanced call with the exact Gaussian model at a 16 x 128 x 128
 latent (1 MiB in float32), after warm-up runs, repeated and interleaved with euler on exactly the
 same inputs (noise, sigmas, latent); the median of each is reported. The difference is what the
-sampler keeps alive beyond what euler keeps, at the moment of the call's peak.
+sampler keeps alive beyond what euler keeps, at the moment of the call's peak. A second-order
+solver's row runs as many network calls as euler's (graph.STEPS_FOR_CALLS).
+
+On CUDA the same runs are measured with torch's CUDA allocator instead (``torch.cuda.
+max_memory_allocated`` after ``reset_peak_memory_stats``, minus what was allocated before the call):
+the device's tensors, not the process's resident set.
 """
 import gc
 import json
@@ -49,32 +54,68 @@ class AtNetwork:
         network.register_forward_pre_hook(self._pre)
 
     def _pre(self, module, args):
-        self.most = max(self.most, status_kib()["VmRSS"])
+        self.most = max(self.most, METER.now())
+
+
+class CpuMeter:
+    """The process's resident set, its peak reset through /proc/self/clear_refs."""
+
+    def reset_peak(self):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    def now(self):
+        return status_kib()["VmRSS"]
+
+    def peak(self):
+        return status_kib()["VmHWM"]
+
+
+class CudaMeter:
+    """The bytes torch's CUDA allocator holds in tensors on the device (in KiB), and their peak."""
+
+    def reset_peak(self):
+        import torch
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+    def now(self):
+        import torch
+        return torch.cuda.memory_allocated() / 1024
+
+    def peak(self):
+        import torch
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 1024
+
+
+METER = CpuMeter()
 
 
 def peak_kib(fn, at_network):
-    """Peak resident set of one call of ``fn`` above the resident set just before it, and the
-    most at a network entry above the same base, in KiB."""
+    """Peak memory of one call of ``fn`` above the memory just before it, and the most at a network
+    entry above the same base, in KiB."""
     gc.collect()
     gc.disable()  # no cyclic collection inside the call: it would free memory at arbitrary moments
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        base = status_kib()["VmRSS"]
+        METER.reset_peak()
+        base = METER.now()
         at_network.most = base
         result = fn()
-        peak = status_kib()["VmHWM"]
+        peak = METER.peak()
         del result
     finally:
         gc.enable()
     return peak - base, at_network.most - base
 
 
-def main(out_path):
+def main(out_path, device="cpu"):
+    global METER
     import torch
     torch.set_num_threads(1)
-    import comfy_host
-    nodes, _ = comfy_host.import_host()
+    import device as dev
+    nodes = dev.import_host(device)
+    METER = CudaMeter() if device == "cuda" else CpuMeter()
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False
     import exact_models as em
@@ -97,19 +138,21 @@ def main(out_path):
     def euler_holding_two(model_k, x, sigmas, **kwargs):
         held = [x.clone(), x.clone()]  # noqa: F841  kept alive on purpose
         return k_sampling.sample_euler(model_k, x, sigmas, **kwargs)
-    cases["calibration: euler holding 2 extra latents"] = (comfy.samplers.KSAMPLER(euler_holding_two), no_noise, sig, inverted)
+    cases["calibration: euler holding 2 extra latents"] = (comfy.samplers.KSAMPLER(euler_holding_two), no_noise, sig, inverted, sig)
 
     rows = []
-    for name, (sampler, noise, sigmas, latent) in cases.items():
-        def call(s):
-            return lambda: g.run(s, noise, sigmas, latent)
+    for name, (sampler, noise, sigmas, latent, euler_sigmas) in cases.items():
+        def call(who):
+            if who == "pack":
+                return lambda: g.run(sampler, noise, sigmas, latent)
+            return lambda: g.run(euler, noise, euler_sigmas, latent)
         for _ in range(2):  # warm-up: first-call allocations (caches, lazy imports) are not the sampler's
-            call(sampler)()
-            call(euler)()
+            call("pack")()
+            call("euler")()
         got = {"pack": [], "euler": []}
         for r in range(REPEATS):
             for who in (("pack", "euler") if r % 2 == 0 else ("euler", "pack")):
-                got[who].append(peak_kib(call(sampler if who == "pack" else euler), at_network))
+                got[who].append(peak_kib(call(who), at_network))
         p, e = (statistics.median(k[0] for k in got[w]) for w in ("pack", "euler"))
         pn, en = (statistics.median(k[1] for k in got[w]) for w in ("pack", "euler"))
         copies = 1024 / latent_bytes
@@ -119,9 +162,10 @@ def main(out_path):
                      "extra_at_network_copies": (pn - en) * copies,
                      "pack_runs_kib": got["pack"], "euler_runs_kib": got["euler"]})
     result = {"shape": list(SHAPE), "latent_mib": latent_bytes / 2**20, "steps": STEPS, "repeats": REPEATS,
+              "device": device, "meter": "cuda allocator" if device == "cuda" else "resident set",
               "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"), "rows": rows}
     Path(out_path).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
