@@ -75,16 +75,35 @@ def load_digits_split():
     return (glyphs[train], labels[train]), (glyphs[test], labels[test])
 
 
-def demo_nodes():
-    """The demo's prompt-node module (demo/demo_nodes), imported without registering its node."""
+def _import_file(name, path):
     import importlib.util
-    name = "rfdemo_demo_nodes"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, DEMO / "demo_nodes" / "__init__.py")
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def demo_nodes():
+    """The demo's prompt-node module (demo/demo_nodes), imported without registering its node."""
+    return _import_file("rfdemo_demo_nodes", DEMO / "demo_nodes" / "__init__.py")
+
+
+def rf_math():
+    """The pack's sampler math (sampler/rf_inversion.py: pure torch), without the host."""
+    return _import_file("rfdemo_rf_inversion", ROOT / "sampler" / "rf_inversion.py")
+
+
+# Network calls per pass at which the solvers are compared: the workflow's 28 (euler 28 steps,
+# midpoint 14, fireflow 27), and a small budget where the integrator's error shows more.
+SOLVER_BUDGETS = (28, 8)
+
+
+def steps_for_calls(solver, calls):
+    """The most steps of ``solver`` whose network calls per pass fit in ``calls``."""
+    rf = rf_math()
+    return max(n for n in range(1, calls + 1) if rf.network_calls(solver, n) <= calls)
 
 
 def host_path():
