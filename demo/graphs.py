@@ -76,8 +76,10 @@ def nodes_of(prompt, kind):
     return [n for n in prompt.values() if n["class_type"] == kind]
 
 
-def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None, split=None, steps=None, cfg=None):
-    """Set the demo's input image, prompt, sampler settings and output names on a converted prompt."""
+def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None, split=None, steps=None, cfg=None,
+              solver=None):
+    """Set the demo's input image, prompt, sampler settings and output names on a converted prompt.
+    ``solver`` goes to both RF samplers (the inversion and the reverse use the same)."""
     for node in nodes_of(prompt, "LoadImage"):
         node["inputs"]["image"] = image
     prompts = nodes_of(prompt, "RFDemoDigitPrompt")
@@ -88,6 +90,9 @@ def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None
     for node in nodes_of(prompt, "RFInversionSampler"):
         if gamma is not None:
             node["inputs"]["gamma"] = gamma
+    if solver is not None:
+        for node in nodes_of(prompt, "RFInversionSampler") + nodes_of(prompt, "ControlledReverseSampler"):
+            node["inputs"]["solver"] = solver
     for node in nodes_of(prompt, "ControlledReverseSampler"):
         if eta is not None:
             node["inputs"]["eta"] = eta

@@ -5,7 +5,9 @@
 It starts the real ComfyUI server (``main.py --cpu``) with the RF-Inversion pack and the demo's
 prompt node, converts ``workflows/sd35_semantic_edit.json`` and ``workflows/flux_stroke_to_image.json``
 with ``scripts/workflow_api.py`` and swaps only their loaders and text encoders for the demo model
-(``demo/graphs.py``), queues them over HTTP, and writes the images and a side-by-side sheet.
+(``demo/graphs.py``), queues them over HTTP, and writes the images and a side-by-side sheet. The
+sheet's last row is the edit workflow's inversion and reconstruction with each solver at equal
+network calls per pass.
 """
 import argparse
 import json
@@ -30,6 +32,7 @@ PAPER = {"gamma": 0.5, "eta": 0.9, "stop": 0.25}
 DEMO = {"gamma": 0.25, "eta": 0.9, "stop": 0.5}
 STROKE_PAPER = {"gamma": 0.5, "eta": 0.9, "stop": 0.1, "split": 3}
 STROKE_DEMO = {"gamma": 0.25, "eta": 0.9, "stop": 0.5, "split": 8}
+SOLVERS = C.rf_math().SOLVERS
 
 
 def setting(d):
@@ -119,7 +122,7 @@ def main():
     base = out / "comfy_base"
     prepare_base(base)
 
-    print(f"[{stamp()}] 1/4 starting ComfyUI headless with the RF-Inversion pack and the demo model ...", flush=True)
+    print(f"[{stamp()}] 1/5 starting ComfyUI headless with the RF-Inversion pack and the demo model ...", flush=True)
     server = comfy_host.start_server(base, extra_packs=[C.DEMO / "demo_nodes"], log_path=out / "comfyui.log")
     server.base = base
     results = {}
@@ -133,16 +136,23 @@ def main():
             results[key] = images[f"rf_demo/{key}"][0]
             print(f"[{stamp()}]     {label}: {time.monotonic() - t:.1f} s -> {results[key].name}", flush=True)
 
-        print(f"[{stamp()}] 2/4 inversion and reconstruction (workflows/sd35_semantic_edit.json)", flush=True)
+        print(f"[{stamp()}] 2/5 inversion and reconstruction (workflows/sd35_semantic_edit.json)", flush=True)
         run("plain ODE inversion and back, empty prompt (gamma 0, eta 0)", "reconstruction",
             graphs.edit_prompt, image="three.png", edit_text="", gamma=0.0, eta=0.0)
-        print(f"[{stamp()}] 3/4 semantic edit 'a 3' -> 'an 8' (same workflow)", flush=True)
+        print(f"[{stamp()}] 3/5 the same with each solver, at equal network calls per pass (same workflow)", flush=True)
+        for calls in C.SOLVER_BUDGETS:
+            for solver in SOLVERS:
+                steps = C.steps_for_calls(solver, calls)
+                # cfg 1: with the empty prompt on both sides CFG changes nothing, and cfg 1 skips the uncond half
+                run(f"{solver}, {steps} steps ({calls} network calls per pass)", f"reconstruction_{solver}_{calls}",
+                    graphs.edit_prompt, image="three.png", edit_text="", gamma=0.0, eta=0.0, solver=solver, steps=steps, cfg=1.0)
+        print(f"[{stamp()}] 4/5 semantic edit 'a 3' -> 'an 8' (same workflow)", flush=True)
         run(f"edit, demo setting {setting(DEMO)}", "edit_3_to_8", graphs.edit_prompt, image="three.png", edit_text="an 8", **DEMO)
         run(f"edit, paper's setting {setting(PAPER)}", "edit_3_to_8_paper_setting", graphs.edit_prompt,
             image="three.png", edit_text="an 8", **PAPER)
         for eta in ETAS:
             run(f"edit with eta {eta}", f"edit_eta_{eta}", graphs.edit_prompt, image="three.png", edit_text="an 8", **dict(DEMO, eta=eta))
-        print(f"[{stamp()}] 4/4 stroke to image: a crude painting of a 7 (workflows/flux_stroke_to_image.json)", flush=True)
+        print(f"[{stamp()}] 5/5 stroke to image: a crude painting of a 7 (workflows/flux_stroke_to_image.json)", flush=True)
         run(f"stroke to image, demo setting {setting(STROKE_DEMO)}", "stroke_to_image", graphs.stroke_prompt,
             image="stroke_seven.png", edit_text="a 7", **STROKE_DEMO)
         run(f"stroke to image, the workflow's (paper's) setting {setting(STROKE_PAPER)}", "stroke_to_image_paper_setting",
@@ -156,6 +166,10 @@ def main():
         shutil.copy(C.INPUTS / png, out / f"input_{png}")
     three, recon = load_png(out / "input_three.png"), load_png(out / "reconstruction.png")
     l2 = float((three - recon).pow(2).mean().sqrt())
+
+    def solver_caption(solver, calls):
+        psnr = float(C.psnr(load_png(out / f"reconstruction_{solver}_{calls}.png")[None], three[None]))
+        return f"{solver}, {C.steps_for_calls(solver, calls)} steps\n{calls} calls, PSNR {psnr:.1f} dB"
     sheet = make_sheet([
         ("Semantic edit (sd35_semantic_edit workflow): the 3 becomes an 8 in the same colours", [
             ("input: a held-out 3", out / "input_three.png"),
@@ -168,6 +182,9 @@ def main():
             ("input: a crude painting", out / "input_stroke_seven.png"),
             ("output 'a 7', demo setting\ngamma .25, start 8, stop .5", out / "stroke_to_image.png"),
             ("output 'a 7', paper's setting\ngamma .5, start 3, stop .1", out / "stroke_to_image_paper_setting.png")]),
+        ("Inversion + reconstruction of the 3 by each solver, at equal network calls per pass (PSNR to the input)", [
+            (solver_caption(solver, calls), out / f"reconstruction_{solver}_{calls}.png")
+            for calls in C.SOLVER_BUDGETS for solver in SOLVERS]),
     ], out / "demo_sheet.png")
     print(f"[{stamp()}] done. Reconstruction RMS error {l2:.3f} (images in [0, 1]).", flush=True)
     print(f"  sheet:  {sheet}", flush=True)

@@ -81,3 +81,23 @@ def test_a_3_edited_to_an_8_reads_as_an_8_and_keeps_its_colours(demo, three):
     ref = demo.encode(other)
     unrelated = demo.decode(demo.edit(demo.invert(ref, gamma=gamma), ref, "an 8", eta=eta, stop=stop))
     assert float((edited - three).pow(2).mean()) < float((unrelated - three).pow(2).mean())
+
+
+def test_second_order_solvers_reconstruct_the_3_more_faithfully_at_equal_network_calls(demo, three):
+    """At the workflow's 28 network calls per pass (euler 28 steps, midpoint 14, fireflow 27), counted
+    through the model, midpoint and fireflow return closer to the autoencoder's own image than euler
+    does. Over the 100 held-out digits the gain is 9.6 dB at least for midpoint, 16.5 for fireflow."""
+    latent = demo.encode(three)
+    direct = demo.decode(latent)
+    rf = demo.pack.sampler
+    psnr = {}
+    for solver in rf.SOLVERS:
+        steps = C.steps_for_calls(solver, 28)
+        demo.calls = 0
+        inverted = demo.invert(latent, gamma=0.0, solver=solver, steps=steps)
+        assert demo.calls == rf.network_calls(solver, steps) == 28, f"{solver}: {demo.calls} network calls in the inversion"
+        back = demo.decode(demo.edit(inverted, latent, "", eta=0.0, cfg=1.0, solver=solver, steps=steps))
+        assert demo.calls == 56, f"{solver}: {demo.calls} network calls in the inversion and reconstruction"
+        psnr[solver] = float(C.psnr(back, direct))
+    print(psnr)
+    assert psnr["midpoint"] > psnr["euler"] + 5 and psnr["fireflow"] > psnr["euler"] + 5, psnr
