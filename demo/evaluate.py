@@ -304,13 +304,29 @@ def run_sweeps(pipe, classifier, images, targets, reference, autoencoded, images
     return recon_row, rows
 
 
-def save_photo_strip(photos, path, scale=2):
-    """The photo, its autoencoder reconstruction, then each solver's round trip at each budget."""
-    from PIL import Image
-    tiles = [photos["input"], photos["autoencoder"]] + [photos[k] for k in photos if isinstance(k, tuple)]
-    strip = torch.cat(tiles).clamp(0, 1).permute(2, 0, 3, 1).reshape(C.SIZE, len(tiles) * C.SIZE, 3)
-    im = Image.fromarray((strip * 255).round().byte().numpy())
-    im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(path, optimize=True)
+def save_photo_strip(photos, rows, path, scale=2):
+    """The photo, its autoencoder reconstruction, then each solver's round trip at each budget, each
+    captioned with its PSNR to the photo and to the autoencoder's reconstruction (the ceiling)."""
+    from PIL import Image, ImageDraw, ImageFont
+    try:
+        font = ImageFont.load_default(size=12)
+    except TypeError:
+        font = ImageFont.load_default()
+    psnr = {(r["solver"], r["steps"]): r for r in rows}
+    tiles = [(photos["input"], "input", ""), (photos["autoencoder"], "autoencoder only", "(the ceiling)")]
+    for (solver, steps), image in ((k, v) for k, v in photos.items() if isinstance(k, tuple)):
+        r = psnr[(solver, steps)]
+        tiles.append((image, f"{solver}, {r['calls_per_pass']} calls",
+                      f"{r['photo_psnr']:.1f} / {r['photo_psnr_to_autoencoder']:.1f} dB"))
+    side, cap = C.SIZE * scale, 32
+    sheet = Image.new("RGB", (len(tiles) * side, side + cap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, line1, line2) in enumerate(tiles):
+        im = Image.fromarray((image[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy())
+        sheet.paste(im.resize((side, side), Image.NEAREST), (i * side, 0))
+        draw.text((i * side + 3, side + 2), line1, fill="black", font=font)
+        draw.text((i * side + 3, side + 16), line2, fill="black", font=font)
+    sheet.quantize(colors=256).save(path, optimize=True)
 
 
 def main():
@@ -357,7 +373,7 @@ def main():
         t = time.time()
         print(f"solvers at equal network calls per pass {C.SOLVER_BUDGETS}; demo edit {DEMO_SETTING}", flush=True)
         rows, autoencoder, photos = solver_table(pipe, classifier, images, targets, reference, load_astronaut(), start)
-        save_photo_strip(photos, images_dir / "demo_solvers_astronaut.png")
+        save_photo_strip(photos, rows, images_dir / "demo_solvers_astronaut.png")
         result = {"n": opts.n, "budgets": C.SOLVER_BUDGETS, "cfg": CFG, "demo_setting": DEMO_SETTING, "autoencoder": autoencoder,
                   "solvers": rows, "seconds": round(time.time() - t, 1), "threads": opts.threads}
         solvers_path.write_text(json.dumps(result, indent=1) + "\n")
