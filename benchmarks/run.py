@@ -1,6 +1,6 @@
 """Benchmarks of the pack's samplers, measured side by side in the real ComfyUI host, in one command:
 
-    .venv/bin/python benchmarks/run.py                 # about 4 minutes on 2 shared CPU cores
+    .venv/bin/python benchmarks/run.py                 # about 3 minutes on 2 shared CPU cores
     .venv/bin/python benchmarks/run.py --quick         # a smoke run, about a minute; numbers are rough
     .venv/bin/python benchmarks/run.py --device cuda   # the same report on a GPU
 
