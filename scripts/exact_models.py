@@ -1,17 +1,20 @@
 """Models whose velocity field is known in closed form, standing where the network stands inside
-ComfyUI's own Flux model class, and a small Flux built from ComfyUI's classes.
+ComfyUI's own model class of a flow family (Flux, Flux.2, Qwen-Image, Lumina 2, Z-Image, Wan 2.2 5B,
+HunyuanImage 2.1's refiner), and a small Flux built from ComfyUI's classes.
 
 For data x0 ~ N(mu, s^2 I) and x_sigma = (1 - sigma) x0 + sigma eps (ALGORITHM.md, exact fields):
 
     E[x0 | x_sigma] = mu + (1 - sigma) s^2 (x_sigma - (1 - sigma) mu) / ((1 - sigma)^2 s^2 + sigma^2)
 
 and a mixture weights each component's posterior mean by its responsibility. The network slot of
-``comfy.model_base.Flux`` gets a module that returns the raw velocity (x - D) / sigma, so ComfyUI's
-own ``calculate_denoised`` recovers D, and Flux's latent format (scale and shift), its model
-sampling, conditioning and guider all stay on the path. Needs the host imported
-(``comfy_host.import_host``) first.
+the family's ``comfy.model_base`` class gets a module that returns the raw velocity (x - D) / sigma,
+so ComfyUI's own ``calculate_denoised`` recovers D, and the family's latent format (Flux's scale and
+shift, Wan's per-channel mean and std, the refiner's reshape), its model sampling, conditioning and
+guider all stay on the path. Latents may be of any rank: (B, C, H, W) images, (B, C, T, H, W) videos
+and Qwen-Image's one-frame latents. Needs the host imported (``comfy_host.import_host``) first.
 """
 import math
+import types
 
 import torch
 
@@ -23,7 +26,8 @@ FLUX_CONFIG = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_d
 class GaussianMixture:
     """x0 ~ sum_k w_k N(mu_k, s_k^2 I) over whole latents (one component per sample), in model space.
 
-    ``means`` are tensors of one latent's shape (C, H, W); one component is the Gaussian case."""
+    ``means`` are tensors of one latent's model-space shape, (C, H, W) or (C, T, H, W); one
+    component is the Gaussian case."""
 
     def __init__(self, means, stds, weights=None):
         self.means = [m.double() for m in means]
@@ -32,7 +36,7 @@ class GaussianMixture:
         self.weights = [1.0 / k] * k if weights is None else [float(w) for w in weights]
 
     def denoise(self, x, sigma):
-        """E[x0 | x_sigma = x] for a batch x (B, C, H, W) and sigma (B,) or a scalar."""
+        """E[x0 | x_sigma = x] for a batch x (B, ...) of the means' shape and sigma (B,) or a scalar."""
         x64 = x.double()
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1, *[1] * (x.ndim - 1))
         a = 1.0 - sigma
@@ -61,18 +65,22 @@ class GaussianMixture:
 
 
 class ExactVelocity(torch.nn.Module):
-    """Fills Flux's network slot: returns the raw velocity (x - D) / sigma of an exact field.
+    """Fills a flow model's network slot: returns the raw velocity (x - D) / sigma of an exact field.
 
-    ComfyUI passes the model's timestep (sigma for Flux, 1000 sigma under SD3's sampling), so the
-    sigma itself is read from ``transformer_options["sigmas"]``, which the host sets on every call."""
+    ComfyUI passes the model's timestep (sigma for Flux, 1000 sigma under SD3's sampling, one per
+    frame under Wan 2.2's mask), so the sigma itself is read from ``transformer_options["sigmas"]``,
+    which the host sets on every call. Channels the model class concatenates after the latent
+    (``c_concat``: the refiner's image, image-to-video conditioning) are conditioning the field
+    ignores, as it ignores the prompt: the network's output has the latent's channels only."""
 
-    def __init__(self, field, dtype=torch.float32):
+    def __init__(self, field, dtype=torch.float32, channels=None):
         super().__init__()
-        self.field, self.dtype = field, dtype
+        self.field, self.dtype, self.channels = field, dtype, channels
         self.calls = 0
 
     def forward(self, x, timestep, context=None, y=None, guidance=None, control=None, transformer_options={}, **kwargs):
         self.calls += 1
+        x = x[:, :self.channels]
         sigma = transformer_options["sigmas"].to(torch.float64).reshape(-1, *[1] * (x.ndim - 1))
         denoised = self.field.denoise(x, sigma.flatten())
         return ((x.double() - denoised) / sigma).to(x.dtype)
@@ -95,12 +103,54 @@ def flux_model(dtype=torch.float32, **overrides):
     return config.get_model({})
 
 
-def exact_flux(field, dtype=torch.float32):
-    """A ComfyUI MODEL: Flux's model class (latent format, model sampling, conditioning) with the
-    exact velocity of ``field`` in the network's place."""
-    model = flux_model(dtype)
-    model.diffusion_model = ExactVelocity(field, dtype)
+# Each family's config in comfy.supported_models, and the unet_config keys its model class reads
+# without a network: Flux's concat_cond compares in and out channels (Flux.2's latent is already
+# patchified, 128 channels), Wan's counts the channels of its patch embedding (see exact_model).
+FAMILIES = {
+    "flux": ("Flux", FLUX_CONFIG),
+    "flux2": ("Flux2", dict(image_model="flux2", in_channels=128, out_channels=128)),
+    "qwen_image": ("QwenImage", dict(image_model="qwen_image")),
+    "lumina2": ("Lumina2", dict(image_model="lumina2")),
+    "zimage": ("ZImage", dict(image_model="lumina2", dim=3840)),
+    "wan22_5b": ("WAN22_T2V", dict(image_model="wan2.1", model_type="t2v", in_dim=48, out_dim=48)),
+    "hunyuan_image21_refiner": ("HunyuanImage21Refiner", dict(image_model="hunyuan_video", patch_size=[1, 1, 1])),
+}
+
+
+def family_config(family, dtype=torch.float32):
+    """The model config of ``family`` (a key of FAMILIES), built without a network."""
+    import comfy.supported_models
+
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+    name, unet_config = FAMILIES[family]
+    config = getattr(comfy.supported_models, name)({**unet_config, "disable_unet_model_creation": True})
+    config.set_inference_dtype(dtype, None)
+    return config
+
+
+def latent_format(family):
+    """The latent format of ``family``'s model class: its ``process_in`` gives a raw latent's model-space shape."""
+    return family_config(family).latent_format
+
+
+def exact_model(family, field, dtype=torch.float32):
+    """A ComfyUI MODEL: ``family``'s model class (latent format, model sampling, conditioning) with
+    the exact velocity of ``field`` (in the model's latent space) in the network's place."""
+    config = family_config(family, dtype)
+    model = config.get_model({})
+    velocity = ExactVelocity(field, dtype, channels=config.latent_format.latent_channels)
+    if family.startswith("wan"):
+        # WAN21.concat_cond reads the input channels off the patch embedding's weight: the 5B model
+        # takes the latent's 48 and nothing concatenated (its image conditioning is a noise mask).
+        velocity.patch_embedding = types.SimpleNamespace(weight=torch.empty(1, config.unet_config["in_dim"], 1, 1, 1))
+    model.diffusion_model = velocity
     return model_patcher(model)
+
+
+def exact_flux(field, dtype=torch.float32):
+    """A ComfyUI MODEL: Flux's model class with the exact velocity of ``field`` in the network's place."""
+    return exact_model("flux", field, dtype)
 
 
 def tiny_flux(seed=0, dtype=torch.float32, **overrides):
