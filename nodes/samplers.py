@@ -131,16 +131,51 @@ class ControlledReverseKSampler(FlowStateSampler):
         if len(sigmas) > 1 and not bool((sigmas[1:] < sigmas[:-1]).all()):
             raise ValueError(f"{self.title}: the sigmas must decrease (the reverse runs from noise to the image). "
                              "Connect the scheduler's sigmas directly, without FlipSigmas.")
-        ref = self.reference["samples"]
-        if ref.ndim != latent_image.ndim or ref.shape[1:] != latent_image.shape[1:] or ref.shape[0] not in (1, latent_image.shape[0]):
-            raise ValueError(f"{self.title}: the reference latent has shape {tuple(ref.shape)}, but the latent being "
-                             f"sampled has shape {tuple(latent_image.shape)}. Connect the same image latent that was inverted.")
-        if not torch.isfinite(ref).all():
+        if not torch.isfinite(self.reference["samples"]).all():
             raise ValueError(f"{self.title}: the reference latent holds NaN or inf values; check the node that made it.")
 
+    def model_space_reference(self, model_wrap, latent_image):
+        """The reference y0 moved the way the latent being sampled was: SamplerCustomAdvanced makes an
+        image latent 5-D for a model whose latents are (Qwen-Image's one frame), and the guider applies
+        process_latent_in, which may reshape (HunyuanImage 2.1's refiner pairs frames into channels).
+        Shapes are compared there, in one space; a reshape that fails is the same mismatch."""
+        ref = self.reference["samples"]
+        model = model_wrap.inner_model
+        if model.latent_format.latent_dimensions == 3 and ref.ndim == 4:
+            ref = ref.unsqueeze(2)  # as comfy.sample.fix_empty_latent_channels does for latent_image
+        try:
+            y0 = model.process_latent_in(ref.to(latent_image))
+        except (RuntimeError, ValueError):
+            y0 = None
+        if y0 is None or y0.ndim != latent_image.ndim or y0.shape[1:] != latent_image.shape[1:] \
+                or y0.shape[0] not in (1, latent_image.shape[0]):
+            raise ValueError(self.mismatch(self.reference["samples"].shape, self.raw_shape(model, latent_image)))
+        return y0
+
+    def raw_shape(self, model, latent_image):
+        """The latent being sampled as the graph holds it, for the message (outside the model's space)."""
+        try:
+            return model.process_latent_out(latent_image).shape
+        except (RuntimeError, ValueError):
+            return latent_image.shape
+
+    def mismatch(self, ref, latent):
+        first = (f"{self.title}: the reference latent has shape {tuple(ref)}, but the latent being sampled has "
+                 f"shape {tuple(latent)}.")
+        if len(ref) != len(latent) and 5 in (len(ref), len(latent)):
+            kinds = {4: "an image latent (B, C, H, W)", 5: "a video latent (B, C, T, H, W)"}
+            return (f"{first} The reference is {kinds.get(len(ref), f'{len(ref)}-D')} and the latent being sampled is "
+                    f"{kinds.get(len(latent), f'{len(latent)}-D')}. Connect as reference the same latent that was "
+                    "inverted: a video's latent for a video edit, an image's for an image edit.")
+        if len(ref) == len(latent) == 5 and ref[2] != latent[2]:
+            return (f"{first} The reference has {ref[2]} frames and the latent being sampled {latent[2]}. Connect "
+                    "as reference the same video latent that was inverted, so that the inversion and the reverse "
+                    "share one frame count.")
+        return f"{first} Connect the same image latent that was inverted."
+
     def options(self, model_wrap, sigmas, latent_image, extra_args):
-        # y0 goes into the model's latent space the way the guider moves every latent.
-        y0 = model_wrap.inner_model.process_latent_in(self.reference["samples"].to(latent_image))
+        # Before any model call: a reference of the wrong shape is named here, not in torch.
+        y0 = self.model_space_reference(model_wrap, latent_image)
         etas = rf.eta_schedule(len(sigmas) - 1, self.eta, self.start, self.stop, self.eta_trend)
         noise = rf.NoiseStream(self.seed, latent_image) if self.stochastic else None
         return {"y0": y0, "etas": etas, "noise": noise, "solver": self.solver}
