@@ -1,13 +1,17 @@
 """Tiny models built from ComfyUI's own classes, behind nodes with the loaders' output types.
 
-- MODEL: a Flux (``exact_models.tiny_flux``) or an SD3 MMDiT from ``comfy.supported_models``,
-  its layers initialised from a seed (comfy.ops leaves them empty); or Flux's model class with the
-  exact velocity field of standard-normal data (``exact_models.exact_flux``).
+- MODEL: a Flux (``exact_models.tiny_flux``), an SD3 MMDiT, a Flux.2, a Qwen-Image, a Z-Image
+  (Lumina 2) or a Wan 2.2 5B (5-D video latent) from ``comfy.supported_models``, each one or two
+  blocks at width 64, its layers initialised from a seed (comfy.ops leaves them empty); or Flux's
+  model class with the exact velocity field of standard-normal data (``exact_models.exact_flux``).
 - CLIP: a real ``comfy.sd.CLIP`` with ComfyUI's CLIP tokenizer and its CLIP text transformer at
   width 64 and two layers. Its hidden states (77 x 64) and pooled output (64) are what the tiny
   Flux and MMDiT take as context and pooled vector.
-- VAE: a TAESD (``comfy.taesd``) with 16 latent channels and seeded weights, written to a
-  safetensors file and loaded through ``comfy.sd.VAE`` the way VAELoader loads a VAE file.
+- VAE: seeded weights written to a safetensors file and loaded through ``comfy.sd.VAE`` the way
+  VAELoader loads a VAE file, which detects the family from the keys: a TAESD with 16 latent
+  channels (Flux, SD3, Z-Image), Flux.2's autoencoder (32 channels with the batch-norm latent,
+  128 channels at 1/16), the Wan 2.1 video autoencoder at a small width (Qwen-Image's, a 5-D latent
+  of one frame), or the Wan 2.2 one (48 channels, 1/16 in space and 1/4 in time) at a small width.
 """
 import functools
 import math
@@ -26,7 +30,8 @@ import exact_models  # noqa: E402
 
 CATEGORY = "testing/rf_inversion"
 WIDTH = 64  # text width: context and pooled dimension of every tiny model
-ARCHITECTURES = ("flux", "sd3", "flux_exact_gaussian")
+ARCHITECTURES = ("flux", "sd3", "flux_exact_gaussian", "flux2", "qwen_image", "zimage", "wan22")
+VAE_ARCHITECTURES = ("taesd16", "flux2", "qwen_image", "wan22")
 
 TEXT_CONFIG = {"num_hidden_layers": 2, "hidden_size": WIDTH, "num_attention_heads": 2, "intermediate_size": 4 * WIDTH,
                "hidden_act": "quick_gelu", "max_position_embeddings": 77, "vocab_size": 49408,
@@ -37,6 +42,27 @@ SD3_CONFIG = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2
               "pos_embed_scaling_factor": None, "x_block_self_attn_layers": [],
               "context_embedder_config": {"target": "torch.nn.Linear",
                                           "params": {"in_features": WIDTH, "out_features": 2 * 64}}}
+
+# Each family's own config class with its network at width 64 (context width WIDTH), the other
+# settings as model detection gives the full-size model.
+FAMILY_CONFIGS = {
+    "flux2": ("Flux2", dict(image_model="flux2", in_channels=128, out_channels=128, patch_size=1, hidden_size=64,
+                            num_heads=2, axes_dim=[8, 8, 8, 8], mlp_ratio=3.0, theta=2000, depth=1, depth_single_blocks=1,
+                            context_in_dim=WIDTH, vec_in_dim=None, global_modulation=True, mlp_silu_act=True,
+                            qkv_bias=False, ops_bias=False, guidance_embed=True, default_ref_method="index",
+                            ref_index_scale=10.0)),
+    "qwen_image": ("QwenImage", dict(image_model="qwen_image", in_channels=64, out_channels=16, num_layers=1,
+                                     attention_head_dim=32, num_attention_heads=2, joint_attention_dim=WIDTH,
+                                     axes_dims_rope=(8, 12, 12))),
+    # Z-Image's modulation takes a 256-wide time embedding into min(dim, 256): width 256 is its smallest.
+    "zimage": ("ZImage", dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=WIDTH, n_layers=1,
+                              n_refiner_layers=1, n_heads=2, n_kv_heads=2, qk_norm=True, axes_dims=[32, 48, 48],
+                              axes_lens=[1536, 512, 512], rope_theta=256.0, ffn_dim_multiplier=8.0 / 3.0,
+                              z_image_modulation=True, time_scale=1000.0)),
+    "wan22": ("WAN22_T2V", dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), in_dim=48, out_dim=48, dim=64,
+                                ffn_dim=128, freq_dim=256, text_dim=WIDTH, num_heads=2, num_layers=1, window_size=(-1, -1),
+                                qk_norm=True, cross_attn_norm=True, eps=1e-6)),
+}
 
 
 def _init_(module, seed):
@@ -90,6 +116,13 @@ def tiny_model(architecture, seed):
         with torch.no_grad():
             net.pos_embed.copy_(torch.from_numpy(table).float().unsqueeze(0))
         return exact_models.model_patcher(_checked(model))
+    if architecture in FAMILY_CONFIGS:
+        name, unet_config = FAMILY_CONFIGS[architecture]
+        config = getattr(comfy.supported_models, name)(dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        model = config.get_model({})
+        _init_(model.diffusion_model, seed)
+        return exact_models.model_patcher(_checked(model))
     raise ValueError(f"unknown architecture {architecture!r}")
 
 
@@ -114,17 +147,55 @@ def tiny_clip(seed):
     return clip
 
 
+def _autoencoder(architecture):
+    """The autoencoder module whose state dict comfy.sd.VAE recognises as ``architecture``."""
+    if architecture == "taesd16":
+        import comfy.taesd.taesd
+        return comfy.taesd.taesd.TAESD(latent_channels=16)
+    if architecture == "flux2":
+        # Flux.2's own: comfy.sd fixes its width (ch 128, about 84 M parameters, the smallest it
+        # loads); the batch-norm latent (fresh: mean 0, variance 1) makes it 128 channels at 1/16.
+        from comfy.ldm.models.autoencoder import AutoencoderKL
+        ddconfig = {"double_z": True, "z_channels": 32, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                    "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0, "batch_norm_latent": True}
+        return AutoencoderKL(ddconfig=ddconfig, embed_dim=32)
+    if architecture == "qwen_image":
+        import comfy.ldm.wan.vae  # Wan 2.1's video autoencoder; comfy.sd reads its width from the keys
+        return comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                        temperal_downsample=[False, True, True], dropout=0.0)
+    if architecture == "wan22":
+        import comfy.ldm.wan.vae2_2
+        return comfy.ldm.wan.vae2_2.WanVAE(**WAN22_VAE_SMALL)
+    raise ValueError(f"unknown VAE architecture {architecture!r}")
+
+
+# Wan 2.2's autoencoder at width 8 instead of 160 (decoder 256): comfy.sd builds it with its full
+# widths fixed (about 700 M parameters), so tiny_vae builds this one in its place (see there).
+WAN22_VAE_SMALL = dict(dim=8, dec_dim=8, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
+                       temperal_downsample=[False, True, True], dropout=0.0)
+
+
 @functools.lru_cache(maxsize=None)
-def tiny_vae(seed):
+def tiny_vae(seed, architecture="taesd16"):
+    import comfy.ldm.wan.vae2_2
     import comfy.sd
-    import comfy.taesd.taesd
     import comfy.utils
     from safetensors.torch import save_file
-    taesd = _checked(_init_(comfy.taesd.taesd.TAESD(latent_channels=16), seed))
-    state = {k: v.contiguous() for k, v in taesd.state_dict().items()}
-    path = Path(tempfile.mkdtemp(prefix="tiny_vae_")) / "tiny_taesd16.safetensors"
+    module = _checked(_init_(_autoencoder(architecture), seed))
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    path = Path(tempfile.mkdtemp(prefix="tiny_vae_")) / f"tiny_{architecture}.safetensors"
     save_file(state, str(path))
-    return comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(path)))
+    sd = comfy.utils.load_torch_file(str(path))
+    if architecture != "wan22":
+        return comfy.sd.VAE(sd=sd)
+    # comfy.sd's Wan 2.2 branch (ratios, 48 channels, 5-D latents) builds WanVAE at its full widths:
+    # build the small one there instead, for this call only.
+    full = comfy.ldm.wan.vae2_2.WanVAE
+    comfy.ldm.wan.vae2_2.WanVAE = lambda **_: full(**WAN22_VAE_SMALL)
+    try:
+        return comfy.sd.VAE(sd=sd)
+    finally:
+        comfy.ldm.wan.vae2_2.WanVAE = full
 
 
 def _seed_input(default=0):
@@ -136,7 +207,7 @@ class TinyDiffusionModel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(node_id="RFTestTinyDiffusionModel", display_name="Tiny Diffusion Model (test)", category=CATEGORY,
-                         description="Stands in for UNETLoader: a small Flux or SD3 MMDiT from ComfyUI's classes.",
+                         description="Stands in for UNETLoader: a small network of one family from ComfyUI's classes.",
                          inputs=[io.Combo.Input("architecture", options=list(ARCHITECTURES), default="flux"), _seed_input()],
                          outputs=[io.Model.Output()])
 
@@ -162,12 +233,14 @@ class TinyVAELoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(node_id="RFTestTinyVAE", display_name="Tiny VAE (test)", category=CATEGORY,
-                         description="Stands in for VAELoader: a 16-channel TAESD with seeded weights, loaded with comfy.sd.VAE.",
-                         inputs=[_seed_input(2)], outputs=[io.Vae.Output()])
+                         description="Stands in for VAELoader: an autoencoder of one family with seeded weights, loaded "
+                                     "with comfy.sd.VAE.",
+                         inputs=[_seed_input(2), io.Combo.Input("architecture", options=list(VAE_ARCHITECTURES), default="taesd16")],
+                         outputs=[io.Vae.Output()])
 
     @classmethod
-    def execute(cls, seed) -> io.NodeOutput:
-        return io.NodeOutput(tiny_vae(seed))
+    def execute(cls, seed, architecture="taesd16") -> io.NodeOutput:
+        return io.NodeOutput(tiny_vae(seed, architecture))
 
 
 class TinyCheckpoint(io.ComfyNode):
