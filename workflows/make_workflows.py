@@ -261,6 +261,169 @@ Settings: 28 steps, gamma 0.5, eta 0.9, stop 0.25 (the paper's Flux settings; th
 """ + SOLVER_CHOICE
 
 
+# The four newer flow families: loaders, schedule and guidance of each, as the host's own templates
+# wire them (comfyui_workflow_templates: image_flux2, image_qwen_image, image_z_image_turbo,
+# video_wan2_2_5B_ti2v). "guidance": FluxGuidance values (inversion, edit) on BasicGuider;
+# "cfg": CFGGuider values (inversion, edit) with the empty prompt as negative; neither: BasicGuider.
+FAMILIES = {
+    "flux2": dict(unet="flux2_dev_fp8mixed.safetensors", clip=("mistral_3_small_flux2_bf16.safetensors", "flux2"),
+                  vae="flux2-vae.safetensors", steps=28, guidance=(0.0, 4.0)),
+    "qwen_image": dict(unet="qwen_image_fp8_e4m3fn.safetensors", clip=("qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image"),
+                       vae="qwen_image_vae.safetensors", steps=28, sampling=("ModelSamplingAuraFlow", 3.1), cfg=(1.0, 2.5)),
+    "zimage": dict(unet="z_image_turbo_bf16.safetensors", clip=("qwen_3_4b.safetensors", "lumina2"), vae="ae.safetensors",
+                   steps=8, sampling=("ModelSamplingAuraFlow", 3.0)),
+    "wan22": dict(unet="wan2.2_ti2v_5B_fp16.safetensors", clip=("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan"),
+                  vae="wan2.2_vae.safetensors", steps=28, sampling=("ModelSamplingSD3", 8.0), cfg=(1.0, 5.0)),
+}
+
+
+def family_edit_graph(family, note, prompt, prefix, media="example.png"):
+    """The semantic edit for one of FAMILIES: photo (or clip) -> VAE encode -> RF-Inversion with the
+    empty prompt -> controlled reverse under the edit prompt -> decode -> save. Flux.2 takes its
+    schedule from Flux2Scheduler at the photo's size; the others from ModelSampling* + BasicScheduler.
+    Wan 2.2 reads a clip (LoadVideo, GetVideoComponents) and saves one (CreateVideo at the input's
+    frame rate and with its sound, SaveVideo)."""
+    f = FAMILIES[family]
+    video = family == "wan22"
+    x1, x2, x3, x4 = 380, 760, 1180, 1600
+    nodes = [dict(key="note", type="Note", title="Read me", pos=[-460, 0], size=[420, 1000], widgets={"text": note}, color=NOTE_COLOR)]
+    if video:
+        nodes += [dict(key="video", type="LoadVideo", pos=[0, 0], size=[320, 360], widgets={"file": media}),
+                  dict(key="frames", type="GetVideoComponents", pos=[0, 400], size=[320, 90])]
+        links = [("video", 0, "frames", "video")]
+        pixels = ("frames", 0)
+    else:
+        nodes.append(dict(key="image", type="LoadImage", pos=[0, 0], size=[320, 360], widgets={"image": media}))
+        links = []
+        pixels = ("image", 0)
+    y = 540
+    nodes += [
+        dict(key="unet", type="UNETLoader", pos=[0, y], size=[320, 90], widgets={"unet_name": f["unet"], "weight_dtype": "default"}),
+        dict(key="clip", type="CLIPLoader", pos=[0, y + 140], size=[320, 110],
+             widgets={"clip_name": f["clip"][0], "type": f["clip"][1], "device": "default"}),
+        dict(key="vae", type="VAELoader", pos=[0, y + 300], size=[320, 60], widgets={"vae_name": f["vae"]}),
+        dict(key="encode", type="VAEEncode", pos=[x1, 330], size=[320, 50]),
+    ]
+    steps = f["steps"]
+    if "sampling" in f:
+        kind, shift = f["sampling"]
+        nodes += [dict(key="msamp", type=kind, pos=[x1, 140], size=[320, 60], widgets={"shift": shift}),
+                  dict(key="sched", type="BasicScheduler", pos=[x1, 440], size=[320, 110],
+                       widgets={"scheduler": "simple", "steps": steps, "denoise": 1.0}, title=f"BasicScheduler ({steps} steps, shared)")]
+        links += [("unet", 0, "msamp", "model"), ("msamp", 0, "sched", "model")]
+        model_src = ("msamp", 0)
+    else:  # Flux.2: its scheduler shifts by the image's token count
+        nodes += [dict(key="size", type="GetImageSize", pos=[x1, 0], size=[320, 90], title="Image size (sets the Flux.2 schedule)"),
+                  dict(key="sched", type="Flux2Scheduler", pos=[x1, 440], size=[320, 110],
+                       widgets={"steps": steps, "width": 1024, "height": 1024}, title=f"Flux2Scheduler ({steps} steps, shared)")]
+        links += [(*pixels, "size", "image"), ("size", 0, "sched", "width"), ("size", 1, "sched", "height")]
+        model_src = ("unet", 0)
+    nodes += [
+        dict(key="flip", type="FlipSigmas", pos=[x1, 790], size=[320, 30]),
+        dict(key="nonoise", type="DisableNoise", pos=[x1, 870], size=[320, 30]),
+        dict(key="empty", type="CLIPTextEncode", pos=[x2, 0], size=[380, 130], widgets={"text": ""}, title="Empty prompt (inversion)"),
+        dict(key="inv_sampler", type="RFInversionSampler", pos=[x2, 420], size=[380, 90],
+             widgets={"gamma": 0.5, "seed": 0, "solver": "fireflow"}, color=PACK_COLOR),
+        dict(key="invert", type="SamplerCustomAdvanced", pos=[x2, 560], size=[380, 330], title="Invert: input -> structured noise"),
+        dict(key="prompt", type="CLIPTextEncode", pos=[x3, 0], size=[380, 130], widgets={"text": prompt}, title="Edit prompt"),
+        dict(key="rev_sampler", type="ControlledReverseSampler", pos=[x3, 420], size=[380, 220],
+             widgets={"eta": 0.9, "start": 0.0, "stop": 0.25, "eta_trend": "constant", "stochastic": False, "seed": 0,
+                      "solver": "fireflow"}, color=PACK_COLOR),
+        dict(key="edit", type="SamplerCustomAdvanced", pos=[x3, 690], size=[380, 330], title="Edit: structured noise -> output"),
+        dict(key="decode", type="VAEDecode", pos=[x4, 0], size=[240, 50]),
+    ]
+    if "guidance" in f:
+        nodes += [dict(key="inv_guidance", type="FluxGuidance", pos=[x2, 180], size=[380, 60], widgets={"guidance": f["guidance"][0]},
+                       title=f"FluxGuidance {f['guidance'][0]:g} (inversion)"),
+                  dict(key="inv_guider", type="BasicGuider", pos=[x2, 290], size=[380, 50], title="Inversion guider"),
+                  dict(key="edit_guidance", type="FluxGuidance", pos=[x3, 180], size=[380, 60], widgets={"guidance": f["guidance"][1]}),
+                  dict(key="edit_guider", type="BasicGuider", pos=[x3, 290], size=[380, 50], title="Edit guider")]
+        links += [("empty", 0, "inv_guidance", "conditioning"), ("inv_guidance", 0, "inv_guider", "conditioning"),
+                  ("prompt", 0, "edit_guidance", "conditioning"), ("edit_guidance", 0, "edit_guider", "conditioning")]
+    elif "cfg" in f:
+        nodes += [dict(key="inv_guider", type="CFGGuider", pos=[x2, 180], size=[380, 100], widgets={"cfg": f["cfg"][0]},
+                       title=f"Inversion guider (empty prompt, cfg {f['cfg'][0]:g})"),
+                  dict(key="edit_guider", type="CFGGuider", pos=[x3, 180], size=[380, 100], widgets={"cfg": f["cfg"][1]},
+                       title="Edit guider")]
+        links += [("empty", 0, "inv_guider", "positive"), ("empty", 0, "inv_guider", "negative"),
+                  ("prompt", 0, "edit_guider", "positive"), ("empty", 0, "edit_guider", "negative")]
+    else:  # step-distilled: no guidance at all
+        nodes += [dict(key="inv_guider", type="BasicGuider", pos=[x2, 290], size=[380, 50], title="Inversion guider (empty prompt)"),
+                  dict(key="edit_guider", type="BasicGuider", pos=[x3, 290], size=[380, 50], title="Edit guider")]
+        links += [("empty", 0, "inv_guider", "conditioning"), ("prompt", 0, "edit_guider", "conditioning")]
+    if video:
+        nodes += [dict(key="create", type="CreateVideo", pos=[x4, 100], size=[300, 80], title="Create video (input's fps and sound)"),
+                  dict(key="save", type="SaveVideo", pos=[x4, 240], size=[500, 560],
+                       widgets={"filename_prefix": prefix, "format": "auto", "codec": "auto"}, title="Save the edited clip")]
+        links += [("decode", 0, "create", "images"), ("frames", 2, "create", "fps"), ("frames", 1, "create", "audio"),
+                  ("create", 0, "save", "video")]
+    else:
+        nodes += [dict(key="stitch", type="ImageStitch", pos=[x4, 100], size=[300, 150],
+                       widgets={"direction": "right", "match_image_size": True, "spacing_width": 0, "spacing_color": "white"},
+                       title="Photo | edit"),
+                  dict(key="save", type="SaveImage", pos=[x4 + 360, 0], size=[400, 440], widgets={"filename_prefix": prefix},
+                       title="Save the edit"),
+                  dict(key="save_pair", type="SaveImage", pos=[x4, 490], size=[760, 440],
+                       widgets={"filename_prefix": prefix + "_beside_input"}, title="Save photo and edit side by side")]
+        links += [("decode", 0, "save", "images"), (*pixels, "stitch", "image1"), ("decode", 0, "stitch", "image2"),
+                  ("stitch", 0, "save_pair", "images")]
+    links += [
+        ("clip", 0, "empty", "clip"), ("clip", 0, "prompt", "clip"), (*model_src, "inv_guider", "model"),
+        (*model_src, "edit_guider", "model"), ("sched", 0, "flip", "sigmas"),
+        (*pixels, "encode", "pixels"), ("vae", 0, "encode", "vae"),
+        ("nonoise", 0, "invert", "noise"), ("inv_guider", 0, "invert", "guider"), ("inv_sampler", 0, "invert", "sampler"),
+        ("flip", 0, "invert", "sigmas"), ("encode", 0, "invert", "latent_image"), ("encode", 0, "rev_sampler", "reference"),
+        ("nonoise", 0, "edit", "noise"), ("edit_guider", 0, "edit", "guider"), ("rev_sampler", 0, "edit", "sampler"),
+        ("sched", 0, "edit", "sigmas"), ("invert", 0, "edit", "latent_image"),
+        ("edit", 0, "decode", "samples"), ("vae", 0, "decode", "vae"),
+    ]
+    return nodes, links
+
+
+def family_note(title, intro, files, settings):
+    return f"""RF-Inversion: {title}
+
+{intro}
+
+Models: {files}.
+
+How it works: the RF-Inversion Sampler runs the flow backwards, from the input to noise, with an empty prompt and no guidance. Its result is "structured noise" that still remembers the input. The Controlled Reverse Sampler runs the flow forward again under your prompt, pulled back toward the input during the first steps.
+
+{settings}
+
+{KNOBS}"""
+
+
+PHOTO_STEPS = """1. Load a photo of about one megapixel (e.g. 1024 x 1024; sides that are multiples of 16).
+2. Write what the photo should become in "Edit prompt" (describe the whole picture).
+3. Queue. The edit, and the photo and the edit side by side, are saved in output/rf_inversion/."""
+
+FLUX2_NOTE = family_note("semantic edit with Flux.2-dev", PHOTO_STEPS,
+    "flux2_dev_fp8mixed.safetensors in models/diffusion_models; mistral_3_small_flux2_bf16.safetensors in models/text_encoders (CLIPLoader type flux2); flux2-vae.safetensors in models/vae",
+    """Settings: the paper's edit (28 steps, gamma 0.5, eta 0.9, start 0, stop 0.25: eta on for steps 0 to 6), solver fireflow on both samplers (29 network calls per pass). Flux.2's own schedule comes from Flux2Scheduler, fed the photo's size (GetImageSize), and it is shifted harder than Flux.1's: at 1024 x 1024 the eta window covers sigma 1.0 to 0.963, against 1.0 to 0.905 under Flux.1-dev's schedule. That window is short: if the edit drifts from the photo, raise stop to about 0.46 (eta on for steps 0 to 12, down to sigma 0.908, Flux.1's range). FluxGuidance 0 for the inversion, 4 for the edit (the template's value).""")
+
+QWEN_NOTE = family_note("semantic edit with Qwen-Image", PHOTO_STEPS,
+    "qwen_image_fp8_e4m3fn.safetensors in models/diffusion_models; qwen_2.5_vl_7b_fp8_scaled.safetensors in models/text_encoders (CLIPLoader type qwen_image); qwen_image_vae.safetensors in models/vae",
+    """Settings: the paper's edit (28 steps, gamma 0.5, eta 0.9, start 0, stop 0.25: eta on for steps 0 to 6), solver fireflow on both samplers (29 network calls per pass). ModelSamplingAuraFlow shift 3.1 (the template's) with BasicScheduler simple: the eta window covers sigma 1.0 to 0.903, the same range as under Flux.1-dev's schedule, so the paper's window carries over. Qwen-Image has no guidance input: the inversion uses CFGGuider with the empty prompt on both sides and cfg 1 (no guidance), and the edit the prompt against the empty prompt at cfg 2.5 (the template's). On an exact test field under this schedule, inverting and rebuilding the input at 28 steps each way misses it by 0.04 % with fireflow, against 12 % with euler.""")
+
+ZIMAGE_NOTE = family_note("semantic edit with Z-Image Turbo", PHOTO_STEPS,
+    "z_image_turbo_bf16.safetensors in models/diffusion_models; qwen_3_4b.safetensors in models/text_encoders (CLIPLoader type lumina2); ae.safetensors (Flux's) in models/vae",
+    """Settings: Z-Image Turbo is step-distilled, so this runs 8 steps, not the paper's 28 steps: gamma 0.5, eta 0.9, start 0, stop 0.25, solver fireflow on both samplers (9 network calls per pass), no guidance (BasicGuider: Turbo runs at cfg 1, as its template does). ModelSamplingAuraFlow shift 3 with BasicScheduler simple gives the sigmas 1.0, 0.955, 0.9, 0.833, 0.75, 0.643, 0.5, 0.3, 0.
+
+At so few steps:
+- The eta window: stop 0.25 of 8 steps is steps 0 and 1, sigma 1.0 to 0.90. That is the same range of noise as the paper's 7 of 28 steps under Flux.1-dev (1.0 to 0.905), but in two big steps, so eta can only be set coarsely: stop 0.125 is one step (to sigma 0.955), stop 0.375 is three (to 0.833).
+- The inversion: on an exact test field under this schedule, inverting and rebuilding the input at 8 steps each way misses it by 1.5 % with fireflow, against 37 % with euler and 0.33 % with midpoint (16 network calls per pass). At 28 steps fireflow misses by 0.04 %. Use fireflow or midpoint here: euler at 8 steps loses the input. A distilled model's field is also not the exact flow the inversion assumes, so expect the photo to be kept less closely than at 28 steps; raise eta or stop if the edit drifts.""")
+
+WAN_NOTE = family_note("video edit with Wan 2.2 5B", """A short clip in, the same clip re-prompted out (the motion and layout stay, what the prompt changes changes).
+1. Load a clip with LoadVideo (upload it with the node's button). Use a frame count of 4n + 1 (e.g. 49, 81 or 121): Wan's autoencoder packs 4 frames into one latent frame after the first, so other counts come out shorter. Sides should be multiples of 32.
+2. Describe the whole edited clip in "Edit prompt".
+3. Queue. The edited clip is saved in output/rf_inversion/ at the input's frame rate, with its sound.""",
+    "wan2.2_ti2v_5B_fp16.safetensors in models/diffusion_models; umt5_xxl_fp8_e4m3fn_scaled.safetensors in models/text_encoders (CLIPLoader type wan); wan2.2_vae.safetensors in models/vae",
+    """Settings: the paper's edit (28 steps, gamma 0.5, eta 0.9, start 0, stop 0.25: eta on for steps 0 to 6), solver fireflow on both samplers (29 network calls per pass; the edit runs each call twice for cfg). The samplers work on the 5-D video latent (48 channels, frames, height / 16, width / 16) as on an image's. ModelSamplingSD3 shift 8 (the template's) with BasicScheduler simple: shift 8 keeps the schedule at high noise for long, so the eta window covers only sigma 1.0 to 0.960, against 1.0 to 0.905 under Flux.1-dev's schedule. If the edit drifts from the clip, raise stop to about 0.46 (eta on for steps 0 to 12, down to sigma 0.902). On an exact test field under this schedule, inverting and rebuilding the input at 28 steps each way misses it by 0.5 % with fireflow, against 23 % with euler. The inversion uses CFGGuider with the empty prompt on both sides at cfg 1; the edit the prompt against the empty prompt at cfg 5 (the template's).
+
+Memory (an estimate, not measured): on a 24 GB card, 1280 x 704 at up to 121 frames (5 s at 24 fps) is the size Wan 2.2 5B and its template are made for; with the fp16 weights (10 GB) ComfyUI offloads what does not fit. The RF samplers add only two or three latent-sized tensors (121 frames at 1280 x 704 are 48 x 31 x 44 x 80 values, 21 MB in fp32). Start at 832 x 480 and 49 to 81 frames if the card is also driving a display, and let VAE Encode / VAE Decode fall back to tiles.""")
+
+
 WORKFLOWS = {
     "flux_semantic_edit": lambda: edit_graph(SEMANTIC_NOTE, "a photo of a smiling person wearing a red knitted hat",
                                              prefix="rf_inversion/edit"),
@@ -273,6 +436,14 @@ WORKFLOWS = {
                                              prefix="rf_inversion/sd35_edit", sd35=True),
     "flux_partial_strength_edit": lambda: edit_graph(PARTIAL_NOTE, "a photo of a person wearing glasses", split_step=6,
                                                      eta=0.7, stop=0.9, prefix="rf_inversion/partial_edit"),
+    "flux2_semantic_edit": lambda: family_edit_graph("flux2", FLUX2_NOTE, "a photo of a smiling person wearing a red knitted hat",
+                                                     prefix="rf_inversion/flux2_edit"),
+    "qwen_image_semantic_edit": lambda: family_edit_graph("qwen_image", QWEN_NOTE, "a photo of a smiling person wearing a red "
+                                                          "knitted hat", prefix="rf_inversion/qwen_image_edit"),
+    "zimage_semantic_edit": lambda: family_edit_graph("zimage", ZIMAGE_NOTE, "a photo of a smiling person wearing a red knitted hat",
+                                                      prefix="rf_inversion/zimage_edit"),
+    "wan22_video_edit": lambda: family_edit_graph("wan22", WAN_NOTE, "the same scene in winter, snow falling, everything covered "
+                                                  "in fresh snow", prefix="rf_inversion/wan22_edit", media="example.mp4"),
 }
 
 BUILD_JS = r"""(async (spec) => {
