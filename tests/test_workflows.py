@@ -4,7 +4,8 @@ Each UI file in ``workflows/`` becomes an API prompt through ``scripts/workflow_
 against the web UI's own ``graphToPrompt`` in test_browser.py). Only the model loaders are swapped,
 by node class and keeping their links, for tiny models built from ComfyUI's classes
 (``tests/test_nodes``); every other node runs as shipped. Observer nodes from the same test pack
-report the shape and finiteness of every saved image and every sampler output.
+report the shape and finiteness of every saved image and every sampler output; a saved video is
+decoded with PyAV and must have the input clip's frame count and size.
 """
 import io
 import json
@@ -21,7 +22,8 @@ import workflow_api
 
 WORKFLOWS = ROOT / "workflows"
 NAMES = ["flux_semantic_edit", "flux_stroke_to_image", "flux_rectified_sde_generation", "sd35_semantic_edit",
-         "flux_partial_strength_edit"]
+         "flux_partial_strength_edit", "flux2_semantic_edit", "qwen_image_semantic_edit", "zimage_semantic_edit",
+         "wan22_video_edit"]
 PACK_NODES = {"RFInversionSampler", "ControlledReverseSampler", "RectifiedSDESampler"}
 # Workflow files as release 0.1 shipped them, before the samplers had a solver input: workflows that
 # people saved then must keep loading, with the same values, and run (as euler, the paper's method).
@@ -31,7 +33,8 @@ SAVED_BEFORE_SAMPLERS = {
     "RFInversionSampler": {"gamma": 0.5, "seed": 0},
     "ControlledReverseSampler": {"eta": 0.9, "start": 0.0, "stop": 0.25, "eta_trend": "constant", "stochastic": False, "seed": 0},
 }
-INPUT_SIZE = (80, 64)  # width, height of the test photos: not square, so a transposed axis shows
+INPUT_SIZE = (80, 64)  # width, height of the test photos and clip: not square, so a transposed axis shows
+CLIP_FRAMES = 5  # the test clip: 4n + 1 frames, what Wan's autoencoder returns unchanged (2 latent frames)
 
 # Model loader -> the tiny loader with the same outputs, and its inputs.
 SWAPS = {
@@ -40,12 +43,22 @@ SWAPS = {
     "DualCLIPLoader": ("RFTestTinyTextEncoder", {"seed": 1}),
     "TripleCLIPLoader": ("RFTestTinyTextEncoder", {"seed": 1}),
     "CLIPLoader": ("RFTestTinyTextEncoder", {"seed": 1}),
-    "VAELoader": ("RFTestTinyVAE", {"seed": 2}),
+    "VAELoader": ("RFTestTinyVAE", {"seed": 2, "architecture": "taesd16"}),
 }
 # Plain generation at the shipped 1024 x 1024 gets Flux's model class with an exact field (no
 # attention over 4096 tokens, and known statistics); the edits get the small Flux network.
 SWAP_OVERRIDES = {"flux_rectified_sde_generation": {
     "UNETLoader": ("RFTestTinyDiffusionModel", {"architecture": "flux_exact_gaussian", "seed": 0})}}
+# The newer families: the network and the autoencoder of each from its own ComfyUI classes
+# (Z-Image uses Flux's autoencoder, so the 16-channel TAESD stands in for it).
+for _name, _model, _vae in [("flux2_semantic_edit", "flux2", "flux2"), ("qwen_image_semantic_edit", "qwen_image", "qwen_image"),
+                            ("zimage_semantic_edit", "zimage", "taesd16"), ("wan22_video_edit", "wan22", "wan22")]:
+    SWAP_OVERRIDES[_name] = {"UNETLoader": ("RFTestTinyDiffusionModel", {"architecture": _model, "seed": 0}),
+                             "VAELoader": ("RFTestTinyVAE", {"seed": 2, "architecture": _vae})}
+# Each sampler's latent for the 80 x 64 input: [batch, channels, (frames,) height, width].
+LATENT_SHAPES = {"flux2_semantic_edit": [1, 128, 4, 5],  # 32 channels at 1/8, packed 2 x 2
+                 "qwen_image_semantic_edit": [1, 16, 1, 8, 10],  # Wan 2.1's autoencoder: a video of one frame
+                 "wan22_video_edit": [1, 48, 2, 4, 5]}  # 5 frames -> 1 + 1 latent frames, 1/16 in space
 
 
 def swaps_for(name):
@@ -57,8 +70,8 @@ def load(name):
 
 
 def input_images(ui):
-    """The file names the workflow's LoadImage nodes ask for."""
-    return sorted({n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "LoadImage"})
+    """The file names the workflow's LoadImage and LoadVideo nodes ask for."""
+    return sorted({n["widgets_values"][0] for n in ui["nodes"] if n["type"] in ("LoadImage", "LoadVideo")})
 
 
 def make_photo(width, height, seed=0):
@@ -74,10 +87,38 @@ def make_photo(width, height, seed=0):
     return buffer.getvalue()
 
 
+def make_clip(width, height, frames, fps=8):
+    """A small test clip: the test picture drifting sideways, as H.264 MP4 bytes (PyAV)."""
+    import av
+    import numpy as np
+    photo = np.asarray(Image.open(io.BytesIO(make_photo(width + frames, height))))
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(photo[:, i:i + width]), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def video_info(data):
+    """(frame count, width, height) of a video file's decoded frames."""
+    import av
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f for f in container.decode(video=0)]
+    return len(frames), frames[0].width, frames[0].height
+
+
 def upload_inputs(server, ui):
-    """Put the workflow's input pictures on the server the way the web UI does (/upload/image)."""
+    """Put the workflow's input pictures and clips on the server the way the web UI does (/upload/image)."""
     for filename in input_images(ui):
-        r = requests.post(server.url + "/upload/image", files={"image": (filename, make_photo(*INPUT_SIZE), "image/png")},
+        if filename.endswith(".mp4"):
+            content = (filename, make_clip(*INPUT_SIZE, CLIP_FRAMES), "video/mp4")
+        else:
+            content = (filename, make_photo(*INPUT_SIZE), "image/png")
+        r = requests.post(server.url + "/upload/image", files={"image": content},
                           data={"overwrite": "true", "type": "input"}, timeout=30)
         r.raise_for_status()
 
@@ -116,11 +157,27 @@ def queue(server, prompt, timeout=240):
     return answer, server.wait(prompt_id, timeout=timeout)
 
 
-def fetch_image(server, item):
+def fetch(server, item):
     r = requests.get(server.url + "/view", params={"filename": item["filename"], "subfolder": item["subfolder"],
                                                    "type": item["type"]}, timeout=30)
     r.raise_for_status()
-    return Image.open(io.BytesIO(r.content))
+    return r.content
+
+
+def fetch_image(server, item):
+    return Image.open(io.BytesIO(fetch(server, item)))
+
+
+def check_saved_videos(server, ui, outputs):
+    """Every SaveVideo wrote a playable file with the input clip's frame count and size."""
+    saves = [str(n["id"]) for n in ui["nodes"] if n["type"] == "SaveVideo"]
+    for node_id in saves:
+        items = outputs.get(node_id, {}).get("images")
+        assert items, f"SaveVideo {node_id} saved nothing"
+        for item in items:
+            assert item["type"] == "output" and item["subfolder"] == "rf_inversion", item
+            assert video_info(fetch(server, item)) == (CLIP_FRAMES, *INPUT_SIZE)
+    return saves
 
 
 def expected_sizes(name, ui):
@@ -200,8 +257,9 @@ def pack_math():
 def test_workflow_settings_are_the_papers(name, object_info):
     ui = load(name)
     SPEC_CACHE.update(object_info)
-    schedulers = widgets(ui, "BasicScheduler")
-    assert [s["steps"] for s in schedulers] == [28] and schedulers[0]["denoise"] == 1.0
+    schedulers = widgets(ui, "BasicScheduler") + widgets(ui, "Flux2Scheduler")
+    steps = 8 if name == "zimage_semantic_edit" else 28  # Z-Image Turbo is step-distilled (its note says what changes)
+    assert [s["steps"] for s in schedulers] == [steps] and schedulers[0].get("denoise", 1.0) == 1.0
     if name == "flux_rectified_sde_generation":
         assert widgets(ui, "RectifiedSDESampler") == [{"s_noise": 1.0}]
         return
@@ -209,20 +267,20 @@ def test_workflow_settings_are_the_papers(name, object_info):
     reverse = widgets(ui, "ControlledReverseSampler")
     assert len(reverse) == 1
     split = widgets(ui, "SplitSigmas")
-    expected = {"flux_semantic_edit": (0.9, 0.25, []), "sd35_semantic_edit": (0.9, 0.25, []),
-                "flux_stroke_to_image": (0.9, 0.1, [3]), "flux_partial_strength_edit": (0.7, 0.9, [6])}[name]
+    expected = {"flux_stroke_to_image": (0.9, 0.1, [3]), "flux_partial_strength_edit": (0.7, 0.9, [6])}.get(name, (0.9, 0.25, []))
     assert (reverse[0]["eta"], reverse[0]["stop"], [s["step"] for s in split]) == expected
     assert reverse[0]["start"] == 0.0 and reverse[0]["stochastic"] is False
     # fireflow: second order for one network call more per pass (why: the notes and docs/workflows.md).
     assert [w["solver"] for w in widgets(ui, "RFInversionSampler") + reverse] == ["fireflow", "fireflow"]
     # The paper's s and tau (Table 4; tau is the last step with eta on, both of 28): the pack's own
-    # eta schedule over the 28 - s steps that run is on for exactly steps s..tau.
-    s, tau = {"flux_stroke_to_image": (3, 5), "flux_partial_strength_edit": (6, 25)}.get(name, (0, 6))
-    etas = pack_math().eta_schedule(28 - s, reverse[0]["eta"], reverse[0]["start"], reverse[0]["stop"], reverse[0]["eta_trend"])
+    # eta schedule over the 28 - s steps that run is on for exactly steps s..tau. At Z-Image's 8
+    # steps the same stop 0.25 is steps 0 and 1.
+    s, tau = {"flux_stroke_to_image": (3, 5), "flux_partial_strength_edit": (6, 25), "zimage_semantic_edit": (0, 1)}.get(name, (0, 6))
+    etas = pack_math().eta_schedule(steps - s, reverse[0]["eta"], reverse[0]["start"], reverse[0]["stop"], reverse[0]["eta_trend"])
     assert [i + s for i, e in enumerate(etas) if e > 0] == list(range(s, tau + 1))
     if name.startswith("flux"):
         guidance = sorted(w["guidance"] for w in widgets(ui, "FluxGuidance"))
-        assert guidance == [0.0, 3.5]
+        assert guidance == ([0.0, 4.0] if name.startswith("flux2") else [0.0, 3.5])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -277,9 +335,10 @@ def test_workflow_runs_on_the_server_with_tiny_models(name, server, object_info)
     assert "execution_success" in messages
     outputs = entry["outputs"]
 
-    # Every SaveImage wrote its picture, at the size the graph should make.
+    # Every SaveImage wrote its picture, at the size the graph should make; every SaveVideo a clip
+    # with the input's frames.
     sizes = expected_sizes(name, ui)
-    assert sizes
+    assert sizes or check_saved_videos(server, ui, outputs)
     for node_id, size in sizes.items():
         assert node_id in outputs and outputs[node_id].get("images"), f"SaveImage {node_id} saved nothing"
         for item in outputs[node_id]["images"]:
@@ -296,7 +355,7 @@ def test_workflow_runs_on_the_server_with_tiny_models(name, server, object_info)
         stats = outputs[observer]["rf_test_stats"][0]
         assert stats["finite"], (kind, node_id, stats)
         if kind == "latent":
-            assert stats["shape"] == [1, 16, *latent_hw], (node_id, stats)
+            assert stats["shape"] == LATENT_SHAPES.get(name, [1, 16, *latent_hw]), (node_id, stats)
             assert stats["std"] > 0
             if name == "flux_rectified_sde_generation":
                 # Standard-normal data in model space leaves the sampler through Flux's latent
