@@ -11,11 +11,14 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -65,6 +68,26 @@ class Server:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read())
 
+    def submit(self, prompt, client_id=""):
+        """POST /prompt: (its prompt id, None), or (None, the server's answer) when it refuses the prompt."""
+        try:
+            return self.post("/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"], None
+        except urllib.error.HTTPError as e:
+            if e.code != 400:
+                raise
+            return None, json.loads(e.read())
+
+    def rss_mb(self):
+        """The server process's resident memory, in MB (from /proc: Linux only)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for process {self.pid}")
+
+    def messages(self, client_id):
+        """The websocket messages that the server sends to ``client_id`` (prompts queued with it)."""
+        return Messages(self.url.replace("http://", "ws://") + f"/ws?clientId={client_id}")
+
     def wait(self, prompt_id, timeout=300, poll=0.25):
         """The /history entry of a queued prompt, once it has finished (status "success" or "error")."""
         deadline = time.monotonic() + timeout
@@ -82,6 +105,61 @@ class Server:
         stop_pid(self.process.pid)
 
 
+class Messages:
+    """A websocket client in a background thread: the server's JSON messages, in order, on a queue
+    (the binary preview frames are skipped). aiohttp is the host's own dependency."""
+
+    def __init__(self, ws_url, timeout=30):
+        import aiohttp
+        self.aiohttp, self.queue = aiohttp, queue.Queue()
+        self.loop = asyncio.new_event_loop()
+        self.connected, self.error = threading.Event(), None
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.read(ws_url),), daemon=True)
+        self.thread.start()
+        if not self.connected.wait(timeout) or self.error:
+            raise RuntimeError(f"no websocket at {ws_url}: {self.error}")
+
+    async def read(self, ws_url):
+        try:
+            async with self.aiohttp.ClientSession() as session:
+                async with session.ws_connect(ws_url) as ws:
+                    self.ws = ws
+                    self.connected.set()
+                    async for message in ws:
+                        if message.type == self.aiohttp.WSMsgType.TEXT:
+                            self.queue.put(json.loads(message.data))
+        except Exception as e:  # reported by __init__ or next()
+            self.error = e
+            self.connected.set()
+        self.queue.put(None)
+
+    def next(self, timeout=60):
+        """The next message, {"type": ..., "data": ...}; raises when the socket closed or none came."""
+        message = self.queue.get(timeout=timeout)
+        if message is None:
+            raise ConnectionError(f"the websocket closed: {self.error}")
+        return message
+
+    def until(self, predicate, timeout=60):
+        """Read messages until one satisfies ``predicate``; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.next(max(deadline - time.monotonic(), 0.01))
+            if predicate(message):
+                return message
+
+    def close(self):
+        if self.thread.is_alive() and getattr(self, "ws", None) is not None:
+            asyncio.run_coroutine_threadsafe(self.ws.close(), self.loop).result(10)
+        self.thread.join(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def start_server(base_dir, port=None, extra_packs=(), log_path=None, timeout=300, extra_args=()):
     """Start ``main.py --cpu`` headless with the pack linked in, and wait until /object_info answers."""
     if not (COMFY / "main.py").exists():
@@ -97,16 +175,19 @@ def start_server(base_dir, port=None, extra_packs=(), log_path=None, timeout=300
                                start_new_session=True)
     server = Server(process, port, log_path)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ComfyUI exited with code {process.returncode}:\n{server.log()[-4000:]}")
-        try:
-            server.get("/object_info/KSampler", timeout=5)
-            return server
-        except OSError:
-            time.sleep(0.5)
-    server.stop()
-    raise TimeoutError(f"ComfyUI did not answer /object_info in {timeout} s:\n{server.log()[-4000:]}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with code {process.returncode}:\n{server.log()[-4000:]}")
+            try:
+                server.get("/object_info/KSampler", timeout=5)
+                return server
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"ComfyUI did not answer /object_info in {timeout} s:\n{server.log()[-4000:]}")
+    except BaseException:  # Ctrl-C while it starts too: the server runs in its own session and would outlive us
+        server.stop()
+        raise
 
 
 def stop_pid(pid, timeout=20):
