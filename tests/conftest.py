@@ -44,3 +44,13 @@ def server(tmp_path_factory):
     srv = comfy_host.start_server(base, extra_packs=TEST_PACKS)
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory):
+    """A real ComfyUI server with the pack, the demo model (demo/) and the test-only nodes, including the
+    long-session observers (tests/session_nodes): scripts/session.py starts it."""
+    import session
+    srv = session.start_demo_server(tmp_path_factory.mktemp("demo_base"))
+    yield srv
+    srv.stop()
