@@ -4,6 +4,8 @@ What lives here is only what needs the host: checks of the model, the sigmas and
 before any model call (so a wrong graph fails with a message, not a traceback from torch), the
 move of the reference into the model's latent space, and interrupt on every step.
 """
+import math
+
 import comfy.model_management
 import comfy.model_sampling
 import comfy.samplers
@@ -23,15 +25,20 @@ class PackSampler(comfy.samplers.KSAMPLER):
 
     def check(self, model_wrap, sigmas, noise, latent_image):
         where = f"{self.title}:"
-        if not isinstance(model_wrap.inner_model.model_sampling, comfy.model_sampling.CONST):
-            kind = type(model_wrap.inner_model.model_sampling).__name__
-            raise ValueError(f"{where} the model is not a rectified-flow model (its sampling is {kind}, not CONST). "
-                             "Use a flow model such as Flux, SD3, Chroma, Wan or HunyuanVideo.")
+        sampling = model_wrap.inner_model.model_sampling
+        if not isinstance(sampling, comfy.model_sampling.CONST):
+            # the prediction type (EPS, V_PREDICTION, ...) says what the model is: its class is "ModelSampling"
+            kinds = [c.__name__ for c in type(sampling).__mro__ if c.__module__ == comfy.model_sampling.__name__
+                     and c.__name__ != "ModelSampling"]
+            raise ValueError(f"{where} the model connected to the guider is not a rectified-flow model (its sampling is "
+                             f"{' + '.join(kinds) or type(sampling).__name__}, not CONST: an SD1.5/SDXL-style diffusion "
+                             "model). Use a flow model such as Flux, SD3, Chroma, Wan or HunyuanVideo.")
         if not self.uses_noise and noise is not None and torch.count_nonzero(noise) > 0:
             raise ValueError(f"{where} this sampler ignores the noise input, and a noise source is wired to it. "
                              "Connect DisableNoise to SamplerCustomAdvanced's noise (or turn add_noise off in SamplerCustom).")
         if latent_image is not None and not torch.isfinite(latent_image).all():
-            raise ValueError(f"{where} the latent_image holds NaN or inf values; check the node that made it.")
+            raise ValueError(f"{where} the latent_image holds NaN or inf values; check the node that made it (a VAE Encode "
+                             "of an image with NaN pixels, or a sampler before this one that overflowed).")
 
     def checked(self, samples):
         """Never hand NaN on to the next node: name the sampler where the values broke."""
@@ -60,6 +67,13 @@ class FlowStateSampler(PackSampler):
     divides by zero there. The guider still moves both latents in and out of the model's space."""
 
     uses_noise = False
+
+    def check(self, model_wrap, sigmas, noise, latent_image):
+        super().check(model_wrap, sigmas, noise, latent_image)
+        if len(sigmas) < 2:  # the host runs a one-value schedule as no step: the latent would pass through unchanged
+            raise ValueError(f"{self.title}: the sigmas hold {len(sigmas)} value ({float(sigmas[0]):g}), so there is no step "
+                             "to run. Connect the scheduler's sigmas with steps of 1 or more; after SplitSigmas, use the "
+                             "side that keeps at least two sigmas.")
 
     def options(self, model_wrap, sigmas, latent_image, extra_args):
         return {}
@@ -217,6 +231,14 @@ def check_choice(title, name, value, choices, hint):
         raise ValueError(f"{title}: {name} {value!r} is not one of the choices {', '.join(choices)}. {hint}")
 
 
+def check_fraction(title, name, value, hint):
+    """NaN passes the host's min/max validation (every comparison with it is false), and a pasted API
+    prompt can carry it as JSON's NaN: name it here, not as NaN from the model."""
+    if not 0 <= value <= 1:
+        raise ValueError(f"{title}: {name} is {'NaN' if math.isnan(value) else f'{value:g}'}; it must be a number between "
+                         f"0 and 1. {hint}")
+
+
 def check_solver(title, solver):
     check_choice(title, "solver", solver, rf.SOLVERS, "Pick one of them on the node (euler is the paper's method).")
 
@@ -244,6 +266,7 @@ class RFInversionSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, gamma, seed, solver="euler") -> io.NodeOutput:
+        check_fraction("RF-Inversion Sampler", "gamma", gamma, "Set it on the node; the paper uses 0.5.")
         check_solver("RF-Inversion Sampler", solver)
         return io.NodeOutput(RFInversionKSampler(gamma, seed, solver))
 
@@ -284,6 +307,9 @@ class ControlledReverseSampler(io.ComfyNode):
     @classmethod
     def execute(cls, reference, eta, start, stop, eta_trend, stochastic, seed, solver="euler") -> io.NodeOutput:
         title = "Controlled Reverse Sampler"
+        check_fraction(title, "eta", eta, "Set it on the node; the paper uses 0.9 to 1.0.")
+        check_fraction(title, "start", start, "Set it on the node; the paper's is 0.")
+        check_fraction(title, "stop", stop, "Set it on the node; the paper's is 0.25.")
         if start >= stop:
             raise ValueError(f"{title}: start ({start}) must be below stop ({stop}). "
                              "Set start to 0 and stop to 0.25 for the paper's setting.")
