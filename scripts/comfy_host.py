@@ -77,6 +77,12 @@ class Server:
                 raise
             return None, json.loads(e.read())
 
+    def interrupt(self, prompt_id):
+        """POST /interrupt for one prompt: the server interrupts it only while it runs."""
+        request = urllib.request.Request(self.url + "/interrupt", data=json.dumps({"prompt_id": prompt_id}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=30).close()
+
     def rss_mb(self):
         """The server process's resident memory, in MB (from /proc: Linux only)."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
