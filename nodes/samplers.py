@@ -32,7 +32,7 @@ class PackSampler(comfy.samplers.KSAMPLER):
                      and c.__name__ != "ModelSampling"]
             raise ValueError(f"{where} the model connected to the guider is not a rectified-flow model (its sampling is "
                              f"{' + '.join(kinds) or type(sampling).__name__}, not CONST: an SD1.5/SDXL-style diffusion "
-                             "model). Use a flow model such as Flux, SD3, Chroma, Wan or HunyuanVideo.")
+                             "model). Use a flow model such as Flux, Flux.2, SD3, Qwen-Image, Z-Image or Wan.")
         if not self.uses_noise and noise is not None and torch.count_nonzero(noise) > 0:
             raise ValueError(f"{where} this sampler ignores the noise input, and a noise source is wired to it. "
                              "Connect DisableNoise to SamplerCustomAdvanced's noise (or turn add_noise off in SamplerCustom).")
@@ -71,7 +71,8 @@ class FlowStateSampler(PackSampler):
     def check(self, model_wrap, sigmas, noise, latent_image):
         super().check(model_wrap, sigmas, noise, latent_image)
         if len(sigmas) < 2:  # the host runs a one-value schedule as no step: the latent would pass through unchanged
-            raise ValueError(f"{self.title}: the sigmas hold {len(sigmas)} value ({float(sigmas[0]):g}), so there is no step "
+            held = f"{len(sigmas)} value ({float(sigmas[0]):g})" if len(sigmas) else "no value"
+            raise ValueError(f"{self.title}: the sigmas hold {held}, so there is no step "
                              "to run. Connect the scheduler's sigmas with steps of 1 or more; after SplitSigmas, use the "
                              "side that keeps at least two sigmas.")
 
