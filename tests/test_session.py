@@ -68,7 +68,7 @@ def test_soak_of_50_edits(demo_server):
     assert report["new_files_outside_output"] == []
 
 
-INTERRUPT_STEPS = 150  # enough that a pass lasts well past the step at which the test interrupts it
+INTERRUPT_STEPS = 400  # enough that a pass lasts well past the step at which the test interrupts it
 INTERRUPT_AT = 10
 
 
