@@ -62,11 +62,15 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
             return json.loads(r.read())
 
-    def post(self, path, payload, timeout=30):
+    def send(self, path, payload, timeout=30):
+        """POST ``payload`` as JSON; the answer's body, as bytes."""
         request = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as r:
-            return json.loads(r.read())
+            return r.read()
+
+    def post(self, path, payload, timeout=30):
+        return json.loads(self.send(path, payload, timeout))
 
     def submit(self, prompt, client_id=""):
         """POST /prompt: (its prompt id, None), or (None, the server's answer) when it refuses the prompt."""
@@ -78,10 +82,8 @@ class Server:
             return None, json.loads(e.read())
 
     def interrupt(self, prompt_id):
-        """POST /interrupt for one prompt: the server interrupts it only while it runs."""
-        request = urllib.request.Request(self.url + "/interrupt", data=json.dumps({"prompt_id": prompt_id}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=30).close()
+        """POST /interrupt for one prompt: the server interrupts it only while it runs (it answers no JSON)."""
+        self.send("/interrupt", {"prompt_id": prompt_id})
 
     def rss_mb(self):
         """The server process's resident memory, in MB (from /proc: Linux only)."""
