@@ -15,6 +15,7 @@ from comfy_api.latest import io
 from .. import sampler as rf
 
 CATEGORY = "sampling/custom_sampling/samplers"
+FLIPPED_ZERO = 1e-4  # what comfy_extras' FlipSigmas puts in place of a schedule's final 0
 
 
 class PackSampler(comfy.samplers.KSAMPLER):
@@ -79,6 +80,10 @@ class FlowStateSampler(PackSampler):
     def options(self, model_wrap, sigmas, latent_image, extra_args):
         return {}
 
+    def progress_steps(self, sigmas):
+        """What the progress bar counts: the steps of the schedule."""
+        return len(sigmas) - 1
+
     def clean_image(self, latent_image, options):
         """What a noise mask keeps outside the mask (KSamplerX0Inpaint blends the denoised with it)."""
         return latent_image
@@ -96,7 +101,7 @@ class FlowStateSampler(PackSampler):
         model_k.latent_image = self.clean_image(latent_image, options)
         # only a mask reads it: without one, no latent-sized tensor is made for it
         model_k.noise = noise if denoise_mask is None else self.mask_noise(noise, sigmas, latent_image, options)
-        step_callback = self.interruptible(callback, len(sigmas) - 1)
+        step_callback = self.interruptible(callback, self.progress_steps(sigmas))
 
         def denoise(x, sigma, **kwargs):
             # A second-order step makes two network calls: stop before the next one, not at the step's end.
@@ -111,9 +116,13 @@ class FlowStateSampler(PackSampler):
 class RFInversionKSampler(FlowStateSampler):
     title = "RF-Inversion Sampler"
 
-    def __init__(self, gamma, seed, solver="euler"):
+    def __init__(self, gamma, seed, solver="euler", record_path=False):
         super().__init__(rf.sample_rf_inversion)
         self.gamma, self.seed, self.solver = gamma, seed, solver
+        # The exact path's record lives on this SAMPLER, which ComfyUI caches with the inversion it
+        # ran: a re-edit that re-runs only the reverse still finds it. Held on the intermediate device.
+        self.path = rf.RecordedPath(keep=lambda t: t.to(comfy.model_management.intermediate_device())) \
+            if record_path else None
 
     def check(self, model_wrap, sigmas, noise, latent_image):
         super().check(model_wrap, sigmas, noise, latent_image)
@@ -125,8 +134,19 @@ class RFInversionKSampler(FlowStateSampler):
                              "Use FlipSigmas on a flow model's schedule (it turns a leading 0 into 1e-4).")
 
     def options(self, model_wrap, sigmas, latent_image, extra_args):
-        return {"gamma": self.gamma, "y1": rf.seeded_noise(latent_image.shape, self.seed, latent_image),
-                "solver": self.solver}
+        options = {"gamma": self.gamma, "y1": rf.seeded_noise(latent_image.shape, self.seed, latent_image),
+                   "solver": self.solver}
+        if self.path is not None:
+            self.path.clear()  # the last run's record is replaced, and an interrupted run leaves none
+            # FlipSigmas turns the schedule's final 0 into 1e-4: the reverse of that schedule ends at 0.
+            start = float(sigmas[0])
+            self.path.end = 0.0 if math.isclose(start, FLIPPED_ZERO, rel_tol=1e-6) else start
+            options["path"] = self.path
+        return options
+
+    def progress_steps(self, sigmas):
+        # recording runs the reverse's steps along the path after the inversion's own
+        return (len(sigmas) - 1) * (2 if self.path is not None else 1)
 
     def mask_noise(self, noise, sigmas, latent_image, options):
         return options["y1"]  # outside a mask: the image's path toward y1 (the gamma = 1 path)
@@ -135,11 +155,12 @@ class RFInversionKSampler(FlowStateSampler):
 class ControlledReverseKSampler(FlowStateSampler):
     title = "Controlled Reverse Sampler"
 
-    def __init__(self, reference, eta, start, stop, eta_trend, stochastic, seed, solver="euler"):
+    def __init__(self, reference, eta, start, stop, eta_trend, stochastic, seed, solver="euler", inversion=None):
         super().__init__(rf.sample_controlled_reverse)
         self.reference = reference
         self.eta, self.start, self.stop, self.eta_trend = eta, start, stop, eta_trend
         self.stochastic, self.seed, self.solver = stochastic, seed, solver
+        self.inversion = inversion
 
     def check(self, model_wrap, sigmas, noise, latent_image):
         super().check(model_wrap, sigmas, noise, latent_image)
@@ -148,6 +169,34 @@ class ControlledReverseKSampler(FlowStateSampler):
                              "Connect the scheduler's sigmas directly, without FlipSigmas.")
         if not torch.isfinite(self.reference["samples"]).all():
             raise ValueError(f"{self.title}: the reference latent holds NaN or inf values; check the node that made it.")
+        if self.inversion is not None:
+            self.check_path(sigmas, latent_image)
+
+    def check_path(self, sigmas, latent_image):
+        """The recorded path serves this run only if it was recorded on this latent, schedule and solver."""
+        where = f"{self.title}: the inversion input"
+        path = self.inversion.path
+        if path.residuals is None:
+            raise ValueError(f"{where} is wired to an RF-Inversion Sampler that has not recorded a run (it has not run "
+                             "yet, or was interrupted). Its SamplerCustomAdvanced must run first: connect that node's "
+                             "output latent as this sampler's latent_image.")
+        if path.solver != self.solver:
+            raise ValueError(f"{where} recorded a '{path.solver}' inversion, and this sampler's solver is "
+                             f"'{self.solver}': the record serves the reverse of its own solver. Set both samplers' "
+                             "solver to the same choice.")
+        levels = sigmas.tolist()
+        if len(levels) != len(path.levels) or not all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7)
+                                                      for a, b in zip(levels, path.levels)):
+            raise ValueError(f"{where} recorded a schedule of {len(path.levels) - 1} steps from sigma "
+                             f"{path.levels[0]:g} to {path.levels[-1]:g}, and these sigmas are {len(levels) - 1} steps "
+                             f"from {levels[0]:g} to {levels[-1]:g}. Connect the sigmas whose FlipSigmas fed the "
+                             "inversion (the same scheduler, steps and SplitSigmas side).")
+        final = path.final.to(latent_image)
+        if final.shape != latent_image.shape or \
+                float((final - latent_image).norm()) > 1e-4 * max(float(final.norm()), 1e-12):
+            raise ValueError(f"{where} recorded the inversion of another latent (shape {tuple(path.final.shape)}) than "
+                             f"this latent_image (shape {tuple(latent_image.shape)}). Connect as latent_image the output "
+                             "of the SamplerCustomAdvanced that ran the RF-Inversion Sampler wired to inversion.")
 
     def model_space_reference(self, model_wrap, latent_image):
         """The reference y0 moved the way the latent being sampled was: SamplerCustomAdvanced makes an
@@ -193,7 +242,10 @@ class ControlledReverseKSampler(FlowStateSampler):
         y0 = self.model_space_reference(model_wrap, latent_image)
         etas = rf.eta_schedule(len(sigmas) - 1, self.eta, self.start, self.stop, self.eta_trend)
         noise = rf.NoiseStream(self.seed, latent_image) if self.stochastic else None
-        return {"y0": y0, "etas": etas, "noise": noise, "solver": self.solver}
+        options = {"y0": y0, "etas": etas, "noise": noise, "solver": self.solver}
+        if self.inversion is not None:
+            options["residuals"] = self.inversion.path.residuals
+        return options
 
     def clean_image(self, latent_image, options):
         # The latent being sampled is structured noise: outside a mask the image is the reference.
@@ -244,6 +296,21 @@ def check_solver(title, solver):
     check_choice(title, "solver", solver, rf.SOLVERS, "Pick one of them on the node (euler is the paper's method).")
 
 
+def check_inversion(title, inversion, stochastic):
+    """What the inversion input can be told apart by before any run: its node, and whether it records."""
+    if not isinstance(inversion, RFInversionKSampler):
+        raise ValueError(f"{title}: the inversion input takes the SAMPLER output of an RF-Inversion Sampler (the one "
+                         f"that feeds the inversion's SamplerCustomAdvanced), got {getattr(inversion, 'title', None) or type(inversion).__name__}. "
+                         "Rewire it, or leave inversion unconnected.")
+    if inversion.path is None:
+        raise ValueError(f"{title}: the RF-Inversion Sampler wired to the inversion input does not record its path. "
+                         "Turn on its record_path, or leave inversion unconnected.")
+    if stochastic:
+        raise ValueError(f"{title}: stochastic is on and an inversion is wired: the recorded path is the ODE's, which "
+                         "the SDE's noise leaves. Turn stochastic off to retrace the path, or leave inversion "
+                         "unconnected for the stochastic reverse.")
+
+
 class RFInversionSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -261,15 +328,21 @@ class RFInversionSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                              tooltip="Seed of the noise sample y1 that the controller pulls toward (the same noise RandomNoise draws with this seed)."),
                 solver_input(),
+                io.Boolean.Input("record_path", default=False, optional=True,
+                                 tooltip="Record the inversion's path, so that a Controlled Reverse Sampler whose "
+                                         "inversion input is wired from this node retraces it: the photo comes back "
+                                         "exactly, and an edit keeps what its prompt does not change. Costs network calls "
+                                         "once per photo (euler: steps + 1 in all; midpoint: 3 x steps + 1; fireflow: "
+                                         "2 x steps + 2) and holds one latent per step in memory, on the CPU."),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
-    def execute(cls, gamma, seed, solver="euler") -> io.NodeOutput:
+    def execute(cls, gamma, seed, solver="euler", record_path=False) -> io.NodeOutput:
         check_fraction("RF-Inversion Sampler", "gamma", gamma, "Set it on the node; the paper uses 0.5.")
         check_solver("RF-Inversion Sampler", solver)
-        return io.NodeOutput(RFInversionKSampler(gamma, seed, solver))
+        return io.NodeOutput(RFInversionKSampler(gamma, seed, solver, bool(record_path)))
 
 
 class ControlledReverseSampler(io.ComfyNode):
@@ -301,12 +374,19 @@ class ControlledReverseSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                              tooltip="Seed of the stochastic mode's noise (unused by the ODE)."),
                 solver_input(" The stochastic mode's step is always Euler-Maruyama: with stochastic on, choose euler."),
+                io.Sampler.Input("inversion", optional=True,
+                                 tooltip="The exact path (optional): wire the RF-Inversion Sampler that inverted this "
+                                         "latent, with its record_path on. Each step then adds back, weighted by "
+                                         "(1 - eta), the inversion's recorded path: with the inversion's prompt the photo "
+                                         "comes back exactly, and an edit keeps what its prompt does not change. Same "
+                                         "network calls; use the same solver and sigmas as the inversion."),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
-    def execute(cls, reference, eta, start, stop, eta_trend, stochastic, seed, solver="euler") -> io.NodeOutput:
+    def execute(cls, reference, eta, start, stop, eta_trend, stochastic, seed, solver="euler",
+                inversion=None) -> io.NodeOutput:
         title = "Controlled Reverse Sampler"
         check_fraction(title, "eta", eta, "Set it on the node; the paper uses 0.9 to 1.0.")
         check_fraction(title, "start", start, "Set it on the node; the paper's is 0.")
@@ -320,7 +400,10 @@ class ControlledReverseSampler(io.ComfyNode):
             raise ValueError(f"{title}: stochastic is on with solver '{solver}', but the stochastic step is "
                              "Euler-Maruyama only. Set solver to euler, or turn stochastic off to use "
                              f"{solver}.")
-        return io.NodeOutput(ControlledReverseKSampler(reference, eta, start, stop, eta_trend, stochastic, seed, solver))
+        if inversion is not None:
+            check_inversion(title, inversion, stochastic)
+        return io.NodeOutput(ControlledReverseKSampler(reference, eta, start, stop, eta_trend, stochastic, seed, solver,
+                                                       inversion))
 
 
 class RectifiedSDESampler(io.ComfyNode):

@@ -192,10 +192,70 @@ def solver_step(solver):
     return STEPS[solver]
 
 
-def network_calls(solver, steps):
-    """Network calls of ``steps`` steps of ``solver``: euler N, midpoint 2N, fireflow N + 1."""
+def network_calls(solver, steps, record_path=False):
+    """Network calls of ``steps`` steps of ``solver``: euler N, midpoint 2N, fireflow N + 1. An inversion
+    that records its path (``path_residuals``) adds the reverse's calls less those it shares with the
+    inversion: euler N + 1, midpoint 3N + 1, fireflow 2N + 2 in all."""
     solver_step(solver)
-    return {"euler": steps, "midpoint": 2 * steps, "fireflow": steps + 1}[solver] if steps > 0 else 0
+    if steps <= 0:
+        return 0
+    own = {"euler": steps, "midpoint": 2 * steps, "fireflow": steps + 1}[solver]
+    return own + ({"euler": 1, "midpoint": steps + 1, "fireflow": steps + 1}[solver] if record_path else 0)
+
+
+# --- the exact path (EXACT_PATH.md) -----------------------------------------------------------
+
+class RecordedPath:
+    """What an inversion leaves for the reverse that retraces it (EXACT_PATH.md): the reverse's sigmas
+    (``levels``, from the inversion's last sigma down to ``end``), the ``solver`` both use, the
+    inversion's last state (``final``, to tell which latent it recorded) and one residual per reverse
+    step, in the reverse's order. ``keep`` moves what is recorded to where it is held (the host's
+    intermediate device); ``end`` is where the reverse stops, set by the caller before the run."""
+
+    def __init__(self, end=0.0, keep=None):
+        self.end, self.keep = end, keep or (lambda t: t)
+        self.clear()
+
+    def clear(self):
+        """Forget the last run's record (before a new run, so that an interrupted one leaves none)."""
+        self.levels = self.solver = self.final = self.residuals = None
+
+    @property
+    def nbytes(self):
+        return sum(t.numel() * t.element_size() for t in [self.final, *(self.residuals or [])] if t is not None)
+
+
+def path_residuals(step, denoise, states, levels, end, like, starts=None, keep=None, report=None):
+    """The exact path's residuals (EXACT_PATH.md, the rule). The inversion visited ``states`` x_0 ... x_N
+    at ``levels`` sigma_0 < ... < sigma_N; the reverse steps from sigma_(j+1) to sigma_j, and last to
+    ``end``. With R_j that reverse step (``step`` on the plain field, eta = 0, the inversion's
+    conditioning), taken along the path in the reverse's order and carrying what the reverse carries:
+
+        r_j = x_j - R_j(x_(j+1)),
+
+    so that a reverse adding r_j after its step j retraces x_j exactly. ``starts[k]`` is the network's
+    D at x_k where the inversion already computed it (the start of its step k): it stands in for that
+    call. ``states`` are consumed and the steps run on the device and dtype of ``like``; the residuals
+    come back in the reverse's order, each through ``keep``."""
+    starts = {} if starts is None else starts
+    keep = keep or (lambda t: t)
+
+    def field(state, sigma, denoised):
+        return velocity(state, denoised, sigma)
+
+    residuals, carried = [], None
+    for k, j in enumerate(reversed(range(len(states) - 1))):
+        start = states.pop().to(like)
+
+        def recalled(state, sigma, start=start, known=starts.pop(j + 1, None)):
+            return known.to(state) if known is not None and state is start else denoise(state, sigma)
+
+        landed, denoised, carried = step(recalled, field, start, levels[j + 1], levels[j] if j else end, carried)
+        if report is not None:
+            report(start, k, levels[j + 1], denoised)
+        residuals.append(keep(states[-1].to(landed) - landed))
+        start = landed = denoised = None
+    return residuals
 
 
 # --- the samplers ----------------------------------------------------------------------------
@@ -213,7 +273,7 @@ def _denoiser(model, x, extra_args):
 
 @torch.no_grad()
 def sample_rf_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None, y1=None, gamma=0.5,
-                        solver="euler"):
+                        solver="euler", path=None):
     """Controlled forward ODE (paper Algorithm 1; ALGORITHM.md §1): the image latent to structured
     noise, pulled toward the noise sample ``y1`` with strength ``gamma``, integrated by ``solver``
     (SOLVERS: euler is the paper's).
@@ -221,26 +281,44 @@ def sample_rf_inversion(model, x, sigmas, extra_args=None, callback=None, disabl
     ``sigmas`` increase from a small sigma > 0 to sigma_end <= 1; ``x`` is the state at sigmas[0]
     and the state at sigma_end is returned. With gamma = 1 and sigma_end = 1 it is exactly y1 for
     every solver: the field is then linear along the straight line to y1, which each step follows.
+
+    With a ``path`` (a RecordedPath) the run also records what a reverse with the same solver needs to
+    retrace it (``path_residuals``): the states it visits and the network's D at each step's start go
+    to ``path.keep`` as they come, and the residuals replace them after the last step.
     """
     extra_args = {} if extra_args is None else extra_args
     step = solver_step(solver)
     denoise = _denoiser(model, x, extra_args)
     levels = sigmas.tolist()  # read on the host once per run, not once per step (a sync on CUDA)
+    steps = len(levels) - 1
 
     def field(state, sigma, denoised):
         return controlled_forward_velocity(state, denoised, sigma, y1, gamma)
 
+    states, starts = ([path.keep(x)], {}) if path is not None else (None, None)
     carried = None
-    for i in trange(len(levels) - 1, disable=disable):
-        x_next, denoised, carried = step(denoise, field, x, levels[i], levels[i + 1], carried)
+    for i in trange(steps, disable=disable):
+        def network(state, sigma, start=x, i=i):
+            denoised = denoise(state, sigma)
+            if states is not None and i > 0 and state is start:  # D at a visited state: the path's reverse needs it
+                starts[i] = path.keep(denoised)
+            return denoised
+
+        x_next, denoised, carried = step(network, field, x, levels[i], levels[i + 1], carried)
         _report(callback, x, i, sigmas[i], denoised)
-        x, x_next, denoised = x_next, None, None  # nothing but the state held across the next call
+        x, x_next, denoised, network = x_next, None, None, None  # nothing but the state held across the next call
+        if states is not None:
+            states.append(path.keep(x))
+    if path is not None:
+        report = None if callback is None else lambda state, k, sigma, d: _report(callback, state, steps + k, sigma, d)
+        path.residuals = path_residuals(step, denoise, states, levels, path.end, x, starts, path.keep, report)
+        path.levels, path.solver, path.final = levels[:0:-1] + [path.end], solver, path.keep(x)
     return x
 
 
 @torch.no_grad()
 def sample_controlled_reverse(model, x, sigmas, extra_args=None, callback=None, disable=None,
-                              y0=None, etas=None, noise=None, s_noise=1.0, solver="euler"):
+                              y0=None, etas=None, noise=None, s_noise=1.0, solver="euler", residuals=None):
     """Controlled reverse ODE (paper Algorithm 2; ALGORITHM.md §2) integrated by ``solver``, or with
     ``noise`` the controlled rectified SDE (paper Eq. 17; ALGORITHM.md §3), whose step is
     Euler-Maruyama: structured noise back to an image, pulled toward the reference latent ``y0``
@@ -248,6 +326,10 @@ def sample_controlled_reverse(model, x, sigmas, extra_args=None, callback=None, 
 
     ``x`` is the state at sigmas[0]; ``noise`` is a callable giving standard normal noise per step
     (None for the ODE). With eta_i = 1 on the last step the result is exactly y0.
+
+    ``residuals`` (the exact path, EXACT_PATH.md): a RecordedPath's residuals, one per step; step i
+    then adds (1 - eta_i) * residuals[i], so that under the inversion's conditioning with eta = 0 the
+    reverse retraces the inversion's states, and eta = 1 stays exact.
     """
     extra_args = {} if extra_args is None else extra_args
     step = solver_step(solver)
@@ -264,6 +346,8 @@ def sample_controlled_reverse(model, x, sigmas, extra_args=None, callback=None, 
                 return velocity(state, controlled_denoised(d, y0, eta), s)
             x_next, denoised, carried = step(denoise, field, x, sigma, sigma_next, carried)
             shown = controlled_denoised(denoised, y0, eta)
+            if residuals is not None and eta != 1.0:
+                x_next.add_(residuals[i].to(x_next), alpha=1.0 - eta)
         else:
             shown = controlled_denoised(denoise(x, sigma), y0, eta)
             x_next = rectified_sde_step(x, shown, sigma, sigma_next, noise(), eta, s_noise)

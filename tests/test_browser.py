@@ -242,13 +242,15 @@ def test_converter_matches_the_web_ui_with_bypassed_and_muted_nodes(web, object_
 @pytest.mark.parametrize("name", list(SAVED_BEFORE))
 def test_workflow_saved_before_the_solver_input_loads_with_its_values(name, web, server, object_info):
     """A file saved before the samplers had a solver input opens as a dropped file does, with no
-    warning: every old widget keeps its value and the new solver takes its default, euler."""
+    warning: every old widget keeps its value and the later ones take their defaults (solver euler, the
+    inversion's record_path off; the reverse's inversion is a link, not a widget)."""
     ui = load(name)
     upload_inputs(server, ui)
     loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, null, {json.dumps(ui)})")
     assert_loaded_without_warnings(loaded, object_info)
     shown = web.evaluate(f"{WIDGETS_JS}({json.dumps(list(SAVED_BEFORE_SAMPLERS))})")
-    assert shown == {node_type: [{**values, "solver": "euler"}] for node_type, values in SAVED_BEFORE_SAMPLERS.items()}
+    later = {"RFInversionSampler": {"solver": "euler", "record_path": False}, "ControlledReverseSampler": {"solver": "euler"}}
+    assert shown == {node_type: [{**values, **later[node_type]}] for node_type, values in SAVED_BEFORE_SAMPLERS.items()}
     # The UI queues the new input's default, and so does the converter.
     queued = web.evaluate("app.graphToPrompt().then((p) => p.output)")
     assert queued == workflow_api.to_api(ui, object_info)

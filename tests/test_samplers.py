@@ -47,14 +47,18 @@ class Flow:
         noise = noise or self.node("DisableNoise").execute()[0]
         return self.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, latent)[0]
 
-    def invert(self, model, latent, sigmas, gamma, seed=7, solver="euler"):
-        sampler = self.node("RFInversionSampler").execute(gamma, seed, solver)[0]
+    def inversion(self, gamma, seed=7, solver="euler", record_path=False):
+        """The RF-Inversion Sampler's SAMPLER (with record_path, the exact path's inversion)."""
+        return self.node("RFInversionSampler").execute(gamma, seed, solver, record_path)[0]
+
+    def invert(self, model, latent, sigmas, gamma, seed=7, solver="euler", sampler=None):
+        sampler = sampler or self.inversion(gamma, seed, solver)
         return self.run(model, sampler, self.node("FlipSigmas").execute(sigmas)[0], latent)
 
     def reverse(self, model, inverted, reference, sigmas, eta, start=0.0, stop=0.25, trend="constant",
-                stochastic=False, seed=0, solver="euler"):
+                stochastic=False, seed=0, solver="euler", inversion=None):
         sampler = self.node("ControlledReverseSampler").execute(reference, eta, start, stop, trend, stochastic, seed,
-                                                                solver)[0]
+                                                                solver, inversion)[0]
         return self.run(model, sampler, sigmas, inverted)
 
 

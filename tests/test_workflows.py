@@ -307,14 +307,15 @@ def test_workflow_as_shipped_fails_validation_only_for_the_missing_model_files(n
 @pytest.mark.parametrize("name", list(SAVED_BEFORE))
 def test_workflow_saved_before_the_solver_input_converts_with_its_values(name, object_info):
     """The solver input came last, so the old widget values still land on their inputs; the old file
-    has no solver value, and it gets the default, euler, as the web UI gives it."""
+    has no solver value, and it gets the default, euler, as the web UI gives it (and the inversion's
+    record_path, added after it, its default, off)."""
     ui = load(name)
     prompt = workflow_api.to_api(ui, object_info)
     for node_type, values in SAVED_BEFORE_SAMPLERS.items():
         [inputs] = [n["inputs"] for n in prompt.values() if n["class_type"] == node_type]
         assert "solver" in dict(workflow_api.widget_slots(object_info[node_type]))  # the host has what the file lacks
-        assert {k: v for k, v in inputs.items() if k not in ("reference", "solver")} == values, node_type
-        assert inputs["solver"] == "euler"
+        assert {k: v for k, v in inputs.items() if k not in ("reference", "solver", "record_path")} == values, node_type
+        assert inputs["solver"] == "euler" and inputs.get("record_path", False) is False
 
 
 @pytest.mark.parametrize("name", NAMES + list(SAVED_BEFORE))
