@@ -7,7 +7,10 @@ are root-mean-square over all elements, in model space, against:
     gamma = 1 target:   the inversion's end state against y1 (it should be y1 exactly);
     eta = 1 target:     the reverse's end state, started from y1, against y0 (it should be y0);
     reconstruction:     inversion with gamma = 0, then reverse with eta = 0, against y0 (the
-                        solver's discretisation error, which shrinks as the steps grow).
+                        solver's discretisation error, which shrinks as the steps grow);
+    the exact path:     the same with record_path and the reverse's inversion input wired (the
+                        pack's solvers only; EXACT_PATH.md), gamma 0 and 0.5, with the inversion's
+                        network calls counted.
 
 for the pack's nodes with each solver and for the two public conventions of benchmarks/baselines.py
 (Euler steps), at equal network calls per pass: each method runs the steps that make that many
@@ -24,7 +27,7 @@ SHIFTS = ("flux", "sd3")
 FIELDS = ("gaussian", "mixture")
 SOLVERS = ("euler", "midpoint", "fireflow")  # the pack's nodes, one per solver
 METHODS = SOLVERS + ("controller_linear", "model_linear")
-METRICS = ("gamma1", "eta1", "recon")
+METRICS = ("gamma1", "eta1", "recon", "path0", "path5")
 SEED = 7
 SHAPE = (4, 16, 16, 16)  # a batch of 4 latents in Flux's 16 channels
 
@@ -70,15 +73,15 @@ class Case:
                                                       {"samples": self.to_out(latent_model_space)})[0]
         return self.to_in(out["samples"])
 
-    def inversion(self, method, gamma):
+    def inversion(self, method, gamma, record_path=False):
         if method in SOLVERS:
-            return self.M["RFInversionSampler"].execute(gamma, SEED, method)[0]
+            return self.M["RFInversionSampler"].execute(gamma, SEED, method, record_path)[0]
         return BaselineSampler("inversion", method, gamma=gamma, seed=SEED)
 
-    def reverse(self, method, eta, steps):
+    def reverse(self, method, eta, steps, inversion=None):
         if method in SOLVERS:
             return self.M["ControlledReverseSampler"].execute({"samples": self.y0_out}, eta, 0.0, 1.0, "constant", False, 0,
-                                                              method)[0]
+                                                              method, inversion)[0]
         return BaselineSampler("reverse", method, reference={"samples": self.y0_out}, etas=[eta] * steps)
 
     def counted(self, sampler, sigmas, latent_model_space):
@@ -97,7 +100,20 @@ class Case:
         back, rev_calls = self.counted(self.reverse(method, 0.0, steps), sig, inverted)
         if (inv_calls, rev_calls) != (calls, calls):
             raise RuntimeError(f"{method} at {steps} steps made {inv_calls} + {rev_calls} network calls, not {calls} per pass")
-        return {"steps": steps, "calls": inv_calls, "gamma1": gamma1, "eta1": eta1, "recon": rms(back, self.y0)}
+        row = {"steps": steps, "calls": inv_calls, "gamma1": gamma1, "eta1": eta1, "recon": rms(back, self.y0)}
+        if method in SOLVERS:
+            for gamma in (0.0, 0.5):
+                row[f"path{int(10 * gamma)}"], row["path_calls"] = self.through_path(method, gamma, steps, flip, sig, calls)
+        return row
+
+    def through_path(self, method, gamma, steps, flip, sig, calls):
+        """The round trip through the exact path: its error, and the recording inversion's network calls."""
+        inversion = self.inversion(method, gamma, record_path=True)
+        inverted, inv_calls = self.counted(inversion, flip, self.y0)
+        back, rev_calls = self.counted(self.reverse(method, 0.0, steps, inversion), sig, inverted)
+        if rev_calls != calls:
+            raise RuntimeError(f"{method} through the path made {rev_calls} reverse calls, not {calls}")
+        return rms(back, self.y0), inv_calls
 
 
 def run_accuracy(M, calls_list=CALLS, log=print):

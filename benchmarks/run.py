@@ -143,6 +143,29 @@ def targets_md(rows):
     return "\n".join(lines)
 
 
+def path_md(rows):
+    solvers = ("euler", "midpoint", "fireflow")
+    lines = ["| field | shift | N | " + " | ".join(f"{m}: unlinked / through the path, γ 0 / γ 0.5 | {m}: inversion calls"
+                                                   for m in solvers) + " |",
+             "|---|---|---|" + "---|---|" * len(solvers)]
+    for r in rows:
+        lines.append(f"| {r['field']} | {r['shift']} | {r['calls']} | " + " | ".join(
+            f"{e(r[f'recon:{m}'])} / **{e(r[f'path0:{m}'])}** / **{e(r[f'path5:{m}'])}** | {r[f'path_calls:{m}']}"
+            for m in solvers) + " |")
+    return "\n".join(lines)
+
+
+def path_reading(acc):
+    solvers = ("euler", "midpoint", "fireflow")
+    worst = max(r[f"path{g}:{m}"] for r in acc for m in solvers for g in (0, 5))
+    best_plain = min(r[f"recon:{m}"] for r in acc for m in solvers)
+    return (f"Reading: through the exact path every solver returns y₀ to float32 rounding (worst {e(worst)} RMS, "
+            f"γ 0 or 0.5, every field, shift and call count), where the best unlinked round trip misses by "
+            f"{e(best_plain)}, with the same reverse calls. The recording inversion's calls, counted: euler N + 1, "
+            "midpoint 3·(N/2) + 1, fireflow 2·(N − 1) + 2 for N calls per pass (the reverse's calls along the path, "
+            "less the network outputs the inversion already has).")
+
+
 def memory_md(mem):
     lines = ["| sampler | peak above baseline: pack | same for euler | **extra latent copies at peak** | "
              "held at network entry: pack / euler (copies) |", "|---|---|---|---|---|"]
@@ -337,6 +360,15 @@ def report(info, over, acc, mem, seconds, quick, load, net, command):
         targets_md(acc),
         "",
         accuracy_reading(acc),
+        "",
+        "### Reconstruction through the exact path (`record_path` and the reverse's `inversion` input)",
+        "",
+        "The same fields, shifts and call counts; inversion with γ 0 or 0.5 and `record_path` on, then the reverse "
+        "with η = 0 and its `inversion` input wired (EXACT_PATH.md), against y₀; the unlinked round trip (γ 0) beside it.",
+        "",
+        path_md(acc),
+        "",
+        path_reading(acc),
         "",
         "## 3. Memory over a plain `euler` run",
         "",
