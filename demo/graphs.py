@@ -77,9 +77,10 @@ def nodes_of(prompt, kind):
 
 
 def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None, split=None, steps=None, cfg=None,
-              solver=None):
+              solver=None, linked=None):
     """Set the demo's input image, prompt, sampler settings and output names on a converted prompt.
-    ``solver`` goes to both RF samplers (the inversion and the reverse use the same)."""
+    ``solver`` goes to both RF samplers (the inversion and the reverse use the same); ``linked`` turns
+    the exact path on (the inversion records, the reverse's inversion input is wired to it) or off."""
     for node in nodes_of(prompt, "LoadImage"):
         node["inputs"]["image"] = image
     prompts = nodes_of(prompt, "RFDemoDigitPrompt")
@@ -98,6 +99,8 @@ def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None
             node["inputs"]["eta"] = eta
         if stop is not None:
             node["inputs"]["stop"] = stop
+    if linked is not None:
+        link(prompt, linked)
     if split is not None:  # the stroke workflow's start step s (SplitSigmas)
         for node in nodes_of(prompt, "SplitSigmas"):
             node["inputs"]["step"] = split
@@ -112,6 +115,18 @@ def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None
         beside = node["inputs"]["filename_prefix"].endswith("beside_input")
         node["inputs"]["filename_prefix"] = f"rf_demo/{name}{'_beside_input' if beside else ''}"
     return prompt
+
+
+def link(prompt, linked):
+    """The exact path on or off: record_path on the RF-Inversion Sampler, and the Controlled Reverse
+    Sampler's inversion input wired from it (as a workflow wires it) or left unconnected."""
+    [inversion] = [k for k, n in prompt.items() if n["class_type"] == "RFInversionSampler"]
+    prompt[inversion]["inputs"]["record_path"] = bool(linked)
+    for node in nodes_of(prompt, "ControlledReverseSampler"):
+        if linked:
+            node["inputs"]["inversion"] = [inversion, 0]
+        else:
+            node["inputs"].pop("inversion", None)
 
 
 def edit_prompt(object_info, **settings):

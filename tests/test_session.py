@@ -53,6 +53,28 @@ def test_a_new_prompt_on_the_same_photo_costs_only_the_reverse_pass(demo_server)
         assert counted == {"inversion": per_pass, "reverse": per_pass}, changes
 
 
+def test_a_linked_re_edit_costs_only_the_reverse_and_matches_a_full_run(demo_server):
+    """The exact path's record lives on the inversion's SAMPLER, which ComfyUI caches with the inversion:
+    a new edit text re-runs only the reverse, through the record, and gives the image a run that
+    re-inverts gives."""
+    info = demo_server.get("/object_info")
+    prompt = lambda **changes: session.edit_prompt(info, name="linked", **{**EDIT, "linked": True, **changes})  # noqa: E731
+    ids = session.ids_of(prompt())
+    per_pass = network_calls("fireflow", EDIT["steps"])
+    recording = network_calls("fireflow", EDIT["steps"], record_path=True)
+    first, counted = run_counted(demo_server, prompt())
+    assert counted == {"inversion": recording, "reverse": per_pass}
+    re_edit, counted = run_counted(demo_server, prompt(edit_text="a 5"))
+    assert ids["inversion"] in session.cached(re_edit) and ids["reverse"] not in session.cached(re_edit)
+    assert counted == {"inversion": 0, "reverse": per_pass}
+    run_counted(demo_server, prompt(gamma=0.3))  # the cache now holds another inversion
+    fresh, counted = run_counted(demo_server, prompt(edit_text="a 5"))
+    assert counted == {"inversion": recording, "reverse": per_pass}
+    assert session.sha256(fresh) == session.sha256(re_edit) != session.sha256(first)
+    unlinked, _ = run_counted(demo_server, prompt(edit_text="a 5", linked=False))
+    assert session.sha256(unlinked) != session.sha256(re_edit)
+
+
 def test_soak_of_50_edits(demo_server):
     """10 settings x 5 through /prompt: scripts/session.py reports the memory figure; here only a bound
     that a loaded 2-core machine cannot break (the figure is about 0.01-0.03 MB per run)."""
