@@ -13,6 +13,7 @@ import torch
 from comfy_api.latest import io
 
 from .. import sampler as rf
+from . import video_masks
 
 CATEGORY = "sampling/custom_sampling/samplers"
 
@@ -100,12 +101,14 @@ class FlowStateSampler(PackSampler):
         model_k.latent_image = self.clean_image(latent_image, options)
         # only a mask reads it: without one, no latent-sized tensor is made for it
         model_k.noise = noise if denoise_mask is None else self.mask_noise(noise, sigmas, latent_image, options)
+        # a video class that would feed clean tokens under a noisy timestep gets the straight path instead
+        inpaint = video_masks.inpaint(model_k, denoise_mask, extra_args)
         step_callback = self.interruptible(callback, len(sigmas) - 1)
 
         def denoise(x, sigma, **kwargs):
             # A second-order step makes two network calls: stop before the next one, not at the step's end.
             comfy.model_management.throw_exception_if_processing_interrupted()
-            return model_k(x, sigma, **kwargs)
+            return inpaint(x, sigma, **kwargs)
 
         return self.checked(self.sampler_function(denoise, latent_image.clone(), sigmas, extra_args=extra_args,
                                                   callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
