@@ -13,6 +13,7 @@ import torch
 from comfy_api.latest import io
 
 from .. import sampler as rf
+from . import video_masks
 
 CATEGORY = "sampling/custom_sampling/samplers"
 FLIPPED_ZERO = 1e-4  # what comfy_extras' FlipSigmas puts in place of a schedule's final 0
@@ -27,13 +28,17 @@ class PackSampler(comfy.samplers.KSAMPLER):
     def check(self, model_wrap, sigmas, noise, latent_image):
         where = f"{self.title}:"
         sampling = model_wrap.inner_model.model_sampling
-        if not isinstance(sampling, comfy.model_sampling.CONST):
+        # CONST subclasses of newer hosts that flow from one image to another, not from noise: by name, as older hosts lack them
+        image_to_image = [n for n in ("IMG_TO_IMG_FLOW", "IMG_TO_IMG_VELOCITY")
+                          if isinstance(sampling, getattr(comfy.model_sampling, n, ()))]
+        if image_to_image or not isinstance(sampling, comfy.model_sampling.CONST):
             # the prediction type (EPS, V_PREDICTION, ...) says what the model is: its class is "ModelSampling"
             kinds = [c.__name__ for c in type(sampling).__mro__ if c.__module__ == comfy.model_sampling.__name__
                      and c.__name__ != "ModelSampling"]
+            why = (f"{image_to_image[0]}: a flow from one image to another, not from noise to an image" if image_to_image
+                   else f"{' + '.join(kinds) or type(sampling).__name__}, not CONST: an SD1.5/SDXL-style diffusion model")
             raise ValueError(f"{where} the model connected to the guider is not a rectified-flow model (its sampling is "
-                             f"{' + '.join(kinds) or type(sampling).__name__}, not CONST: an SD1.5/SDXL-style diffusion "
-                             "model). Use a flow model such as Flux, Flux.2, SD3, Qwen-Image, Z-Image or Wan.")
+                             f"{why}). Use a flow model such as Flux, Flux.2, SD3, Qwen-Image, Z-Image or Wan.")
         if not self.uses_noise and noise is not None and torch.count_nonzero(noise) > 0:
             raise ValueError(f"{where} this sampler ignores the noise input, and a noise source is wired to it. "
                              "Connect DisableNoise to SamplerCustomAdvanced's noise (or turn add_noise off in SamplerCustom).")
@@ -101,12 +106,14 @@ class FlowStateSampler(PackSampler):
         model_k.latent_image = self.clean_image(latent_image, options)
         # only a mask reads it: without one, no latent-sized tensor is made for it
         model_k.noise = noise if denoise_mask is None else self.mask_noise(noise, sigmas, latent_image, options)
+        # a video class that would feed clean tokens under a noisy timestep gets the straight path instead
+        inpaint = video_masks.inpaint(model_k, denoise_mask, extra_args)
         step_callback = self.interruptible(callback, self.progress_steps(sigmas))
 
         def denoise(x, sigma, **kwargs):
             # A second-order step makes two network calls: stop before the next one, not at the step's end.
             comfy.model_management.throw_exception_if_processing_interrupted()
-            return model_k(x, sigma, **kwargs)
+            return inpaint(x, sigma, **kwargs)
 
         return self.checked(self.sampler_function(denoise, latent_image.clone(), sigmas, extra_args=extra_args,
                                                   callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),

@@ -3,15 +3,22 @@
     .venv/bin/python scripts/comfy_host.py serve [--port 8188]     start it, print the address, wait
     .venv/bin/python scripts/comfy_host.py start --port N --base DIR  start it in the background, print its pid
     .venv/bin/python scripts/comfy_host.py stop --pid PID             stop it
+    python3 scripts/comfy_host.py host                                  print which ComfyUI a run uses
+    python3 scripts/comfy_host.py paths                                 its tree and venv, for scripts/setup.sh
 
-The pack is linked into ``BASE/custom_nodes/`` under the name ``rf_inversion``. Tests, the demo and
-the benchmarks import this module for the same start-up.
+The host is ``.host/ComfyUI`` (0.3.75, made by scripts/setup.sh) with the venv ``.venv``, or the
+ComfyUI tree that the environment variable COMFYUI_DIR names, with a venv of its own under
+``.host/venvs/``. The pack is linked into ``BASE/custom_nodes/`` under the name ``rf_inversion``.
+Tests, the demo and the benchmarks import this module for the same start-up.
 """
 import argparse
 import asyncio
 import json
 import os
+import hashlib
 import queue
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,9 +30,35 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMFY = ROOT / ".host" / "ComfyUI"
-PYTHON = ROOT / ".venv" / "bin" / "python"
 PACK_NAME = "rf_inversion"
+
+
+def host_paths(comfyui_dir=None):
+    """(the ComfyUI tree, its venv): the project's own 0.3.75 with .venv, or a tree given by
+    COMFYUI_DIR with a venv of its own, named after the tree's path so that two trees never share one."""
+    comfyui_dir = comfyui_dir if comfyui_dir is not None else os.environ.get("COMFYUI_DIR", "")
+    if not comfyui_dir:
+        return ROOT / ".host" / "ComfyUI", ROOT / ".venv"
+    tree = Path(comfyui_dir).expanduser().resolve()
+    tag = hashlib.sha256(str(tree).encode()).hexdigest()[:8]
+    return tree, ROOT / ".host" / "venvs" / f"{tree.name}-{tag}"
+
+
+COMFY, VENV = host_paths()
+PYTHON = VENV / "bin" / "python"
+
+
+def host_version(comfy=None):
+    """The tree's ComfyUI version, read from its comfyui_version.py (without importing the host)."""
+    text = (Path(comfy or COMFY) / "comfyui_version.py").read_text()
+    found = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", text)
+    if not found:
+        raise RuntimeError(f"no __version__ in {comfy or COMFY}/comfyui_version.py")
+    return found.group(1)
+
+
+def host_line():
+    return f"host: ComfyUI {host_version()} at {COMFY}"
 
 
 def free_port():
@@ -256,11 +289,17 @@ def import_host(extra_packs=()):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["serve", "start", "stop"])
+    parser.add_argument("command", choices=["serve", "start", "stop", "host", "paths"])
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--base", default=str(ROOT / ".host" / "base"), help="ComfyUI base directory")
     parser.add_argument("--pid", type=int)
     opts = parser.parse_args()
+    if opts.command == "paths":
+        print(f"COMFY={shlex.quote(str(COMFY))}\nVENV={shlex.quote(str(VENV))}")
+        return
+    if opts.command == "host":
+        print(host_line(), flush=True)
+        return
     if opts.command == "stop":
         stop_pid(opts.pid)
         return

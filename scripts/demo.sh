@@ -5,7 +5,10 @@
 # one side-by-side sheet to output/demo/. About 1-2 min after setup on 2 CPU cores; no downloads.
 #
 # To use the pack in the web UI instead: .venv/bin/python scripts/comfy_host.py serve --port 8188
+# COMFYUI_DIR=/path/to/ComfyUI runs it on that tree instead (scripts/setup.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
-exec "$ROOT/.venv/bin/python" "$ROOT/demo/run_demo.py" "$@"
+eval "$(python3 "$ROOT/scripts/comfy_host.py" paths)"  # COMFY and VENV
+python3 "$ROOT/scripts/comfy_host.py" host
+exec "$VENV/bin/python" "$ROOT/demo/run_demo.py" "$@"

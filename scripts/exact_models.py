@@ -1,6 +1,6 @@
 """Models whose velocity field is known in closed form, standing where the network stands inside
 ComfyUI's own model class of a flow family (Flux, Flux.2, Qwen-Image, Lumina 2, Z-Image, Wan 2.2 5B,
-HunyuanImage 2.1's refiner), and a small Flux built from ComfyUI's classes.
+HunyuanImage 2.1's refiner, HunyuanVideo), and a small Flux built from ComfyUI's classes.
 
 For data x0 ~ N(mu, s^2 I) and x_sigma = (1 - sigma) x0 + sigma eps (ALGORITHM.md, exact fields):
 
@@ -18,9 +18,12 @@ import types
 
 import torch
 
-FLUX_CONFIG = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=64, context_in_dim=64,
-                   hidden_size=64, mlp_ratio=4.0, num_heads=2, depth=1, depth_single_blocks=1,
-                   axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
+# A small Flux and Flux.2: the sizes the tests choose. Everything else comes from the host's own model
+# detection (flux_unet_config), so the config carries whatever this host's classes want.
+FLUX_SIZES = dict(hidden_size=64, num_heads=2, axes_dim=[8, 12, 12], depth=1, depth_single_blocks=1,
+                  context_in_dim=64, vec_in_dim=64)
+FLUX2_SIZES = dict(hidden_size=64, num_heads=2, axes_dim=[8, 8, 8, 8], depth=1, depth_single_blocks=1,
+                   context_in_dim=64, vec_in_dim=None)
 
 
 class GaussianMixture:
@@ -77,10 +80,14 @@ class ExactVelocity(torch.nn.Module):
         super().__init__()
         self.field, self.dtype, self.channels = field, dtype, channels
         self.calls = 0
+        self.seen = None  # set it to a list to record each call's input, timestep and sigma
 
     def forward(self, x, timestep, context=None, y=None, guidance=None, control=None, transformer_options={}, **kwargs):
         self.calls += 1
         x = x[:, :self.channels]
+        if self.seen is not None:
+            self.seen.append({"x": x.detach().clone(), "timestep": timestep.detach().clone(),
+                              "sigma": transformer_options["sigmas"].detach().clone()})
         sigma = transformer_options["sigmas"].to(torch.float64).reshape(-1, *[1] * (x.ndim - 1))
         denoised = self.field.denoise(x, sigma.flatten())
         return ((x.double() - denoised) / sigma).to(x.dtype)
@@ -94,26 +101,56 @@ def model_patcher(model):
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
 
 
-def flux_model(dtype=torch.float32, **overrides):
-    """ComfyUI's Flux model class for FLUX_CONFIG (``overrides`` change it); its layers are empty."""
+def flux_unet_config(flux2=False, **sizes):
+    """Flux's (or Flux.2's) unet_config as this host's model detection (what UNETLoader runs on a
+    checkpoint) reads it off the keys of a checkpoint of these sizes (FLUX_SIZES / FLUX2_SIZES, which
+    ``sizes`` change), so it carries whatever this host's constructors want (Flux's txt_ids_dims on
+    0.33, Flux.2's hidden_size). Only the heads and rope axes are set here: detection fixes them at the
+    full size. The keys are empty tensors on the meta device: detection reads names and shapes only."""
+    import comfy.model_detection
+
+    s = {**(FLUX2_SIZES if flux2 else FLUX_SIZES), **sizes}
+    hidden, head = s["hidden_size"], s["hidden_size"] // s["num_heads"]
+    shapes = {"img_in.weight": (hidden, 128 if flux2 else 16 * 2 * 2), "txt_in.weight": (hidden, s["context_in_dim"]),
+              "guidance_in.in_layer.weight": (hidden, 256)}
+    if flux2:
+        shapes["double_stream_modulation_img.lin.weight"] = (6 * hidden, hidden)
+    if s["vec_in_dim"] is not None:
+        shapes["vector_in.in_layer.weight"] = (hidden, s["vec_in_dim"])
+    for i in range(s["depth"]):
+        shapes[f"double_blocks.{i}.img_attn.norm.key_norm.scale"] = (head,)
+    for i in range(s["depth_single_blocks"]):
+        shapes[f"single_blocks.{i}.norm.key_norm.scale"] = (head,)
+    state_dict = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
+    detected = comfy.model_detection.detect_unet_config(state_dict, "")
+    found = {k: detected.get(k) for k in ("hidden_size", "context_in_dim", "vec_in_dim", "depth", "depth_single_blocks")}
+    if detected.get("image_model") != ("flux2" if flux2 else "flux") or any(found[k] != s[k] for k in found):
+        raise RuntimeError(f"this host's model detection read {detected} off a small {'Flux.2' if flux2 else 'Flux'} "
+                           f"checkpoint of sizes {s}")
+    return {**detected, "num_heads": s["num_heads"], "axes_dim": list(s["axes_dim"])}
+
+
+def flux_model(dtype=torch.float32, **sizes):
+    """ComfyUI's Flux model class at FLUX_SIZES (``sizes`` change them); its layers are empty."""
     import comfy.supported_models
 
-    config = comfy.supported_models.Flux({**FLUX_CONFIG, **overrides})
+    config = comfy.supported_models.Flux(flux_unet_config(**sizes))
     config.set_inference_dtype(dtype, None)
     return config.get_model({})
 
 
 # Each family's config in comfy.supported_models, and the unet_config keys its model class reads
-# without a network: Flux's concat_cond compares in and out channels (Flux.2's latent is already
-# patchified, 128 channels), Wan's counts the channels of its patch embedding (see exact_model).
+# without a network (Flux's and Flux.2's whole detected config: their classes read their sizes in
+# __init__ on newer hosts), Wan's counts the channels of its patch embedding (see exact_model).
 FAMILIES = {
-    "flux": ("Flux", FLUX_CONFIG),
-    "flux2": ("Flux2", dict(image_model="flux2", in_channels=128, out_channels=128)),
+    "flux": ("Flux", flux_unet_config),
+    "flux2": ("Flux2", lambda: flux_unet_config(flux2=True)),
     "qwen_image": ("QwenImage", dict(image_model="qwen_image")),
     "lumina2": ("Lumina2", dict(image_model="lumina2")),
     "zimage": ("ZImage", dict(image_model="lumina2", dim=3840)),
     "wan22_5b": ("WAN22_T2V", dict(image_model="wan2.1", model_type="t2v", in_dim=48, out_dim=48)),
     "hunyuan_image21_refiner": ("HunyuanImage21Refiner", dict(image_model="hunyuan_video", patch_size=[1, 1, 1])),
+    "hunyuan_video": ("HunyuanVideo", dict(image_model="hunyuan_video")),
 }
 
 
@@ -124,6 +161,7 @@ def family_config(family, dtype=torch.float32):
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     name, unet_config = FAMILIES[family]
+    unet_config = unet_config() if callable(unet_config) else unet_config
     config = getattr(comfy.supported_models, name)({**unet_config, "disable_unet_model_creation": True})
     config.set_inference_dtype(dtype, None)
     return config
@@ -153,10 +191,10 @@ def exact_flux(field, dtype=torch.float32):
     return exact_model("flux", field, dtype)
 
 
-def tiny_flux(seed=0, dtype=torch.float32, **overrides):
+def tiny_flux(seed=0, dtype=torch.float32, **sizes):
     """A small Flux network from ComfyUI's classes, its layers initialised (comfy.ops leaves them
-    empty) from ``seed``, for overhead measurements. ``overrides`` change FLUX_CONFIG."""
-    model = flux_model(dtype, **overrides)
+    empty) from ``seed``, for overhead measurements. ``sizes`` change FLUX_SIZES."""
+    model = flux_model(dtype, **sizes)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.diffusion_model.named_parameters():

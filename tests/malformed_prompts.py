@@ -2,7 +2,8 @@
 
 Each case is (id, edits, needles). The edits turn the good prompt (the shipped SD3.5 edit workflow on
 the demo model at 8 steps, tests/test_malformed.py) into the broken one; the needles are what the
-error text must hold: the node, the input and the fix. Nodes are named by their role in the graph
+error text must hold: the node, the input and the fix (or a tuple of such lists, one of which it
+must hold: combo_refused). Nodes are named by their role in the graph
 (ROLES, resolved in the test), or by the id of a node that an "add" edit made. An edit is one of:
 
     ("set", node, input, value)    set an input; a value ["node", slot] is a link
@@ -15,6 +16,21 @@ which Python's json module (and so ComfyUI's /prompt) reads.
 """
 NAN = float("nan")
 STEPS = 8  # the good prompt's steps
+
+
+def combo_refused(title, node_class, name, value, choices):
+    """The needles for a combo value outside its list, as either place may catch it: the node's own
+    check (a host that validates V3 combos only in the web UI, as 0.3.75), or the host's validation
+    before running (0.33: a 400 naming the node's class and the input). Both name the choices."""
+    return ([title, f"{name} {value!r}", ", ".join(choices)],
+            [node_class, f"input {name}", f"{value!r} not in {list(choices)!r}"])
+
+
+def missing(text, needles):
+    """The needles that ``text`` lacks: for alternatives (a tuple of needle lists), those of the nearest one."""
+    alternatives = needles if isinstance(needles, tuple) else (needles,)
+    return min(([n for n in alt if n not in text] for alt in alternatives), key=len)
+
 
 # role -> how the test finds its node in the converted workflow
 ROLES = {
@@ -73,8 +89,11 @@ CASES = [
      ["RF-Inversion Sampler", "latent_image", "NaN", "VAE Encode"]),
     ("seed past the largest value", [("set", "inversion", "seed", 2 ** 64)], ["RFInversionSampler", "seed", "max of 18446744073709551615"]),
     ("seed negative", [("set", "reverse", "seed", -1)], ["ControlledReverseSampler", "seed", "min of 0"]),
-    ("solver not in the list", [("set", "inversion", "solver", "rk4")], ["RF-Inversion Sampler", "solver 'rk4'", "euler, midpoint, fireflow"]),
-    ("eta_trend not in the list", [("set", "reverse", "eta_trend", "cosine")], ["Controlled Reverse Sampler", "eta_trend 'cosine'", "constant, linear_increase"]),
+    ("solver not in the list", [("set", "inversion", "solver", "rk4")],
+     combo_refused("RF-Inversion Sampler", "RFInversionSampler", "solver", "rk4", ["euler", "midpoint", "fireflow"])),
+    ("eta_trend not in the list", [("set", "reverse", "eta_trend", "cosine")],
+     combo_refused("Controlled Reverse Sampler", "ControlledReverseSampler", "eta_trend", "cosine",
+                   ["constant", "linear_increase", "linear_decrease"])),
     ("stochastic with fireflow", [("set", "reverse", "stochastic", True)], ["Controlled Reverse Sampler", "stochastic", "Set solver to euler"]),
     ("gamma missing", [("drop", "inversion", "gamma")], ["RFInversionSampler", "gamma", "Required input is missing"]),
 ]

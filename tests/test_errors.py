@@ -40,6 +40,34 @@ def test_a_model_that_is_not_a_flow_model(flow, node, setup, solver):
                                     sampler.title, "not a rectified-flow model", "CONST")
 
 
+# CONST samplings that flow from one image to another, not from noise, and the first host known to
+# have each (0.33.0 run here, 0.38.1 read from its sources). The pack looks them up by name; a host
+# from then on without one would mean that name went stale, and the check would let it through.
+IMAGE_TO_IMAGE = {"IMG_TO_IMG_FLOW": (0, 33, 0), "IMG_TO_IMG_VELOCITY": (0, 38, 1)}
+
+
+@pytest.mark.parametrize("name", IMAGE_TO_IMAGE)
+def test_a_flow_from_image_to_image_is_refused(flow, node, setup, name):
+    import comfy.model_base
+    import comfy.model_sampling
+    import comfy_host
+    model, sigmas, image, _ = setup
+    if not hasattr(comfy.model_sampling, name):
+        version = tuple(int(part) for part in comfy_host.host_version().split(".")[:3])
+        assert version < IMAGE_TO_IMAGE[name], f"ComfyUI {comfy_host.host_version()} has no {name} in comfy.model_sampling"
+        return
+    # as the host builds it for a model of that type
+    sampling = comfy.model_base.model_sampling(model.model.model_config, comfy.model_base.ModelType[name])
+    assert isinstance(sampling, comfy.model_sampling.CONST)  # what a CONST check alone lets through
+    patched = model.clone()
+    patched.add_object_patch("model_sampling", sampling)
+    for sampler in (node("RFInversionSampler").execute(0.5, 0)[0],
+                    node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0)[0],
+                    node("RectifiedSDESampler").execute(1.0)[0]):
+        fails_before_any_model_call(flow, model, lambda: flow.run(patched, sampler, sigmas, image),
+                                    sampler.title, "not a rectified-flow model", name, "from one image to another")
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_inversion_sigmas_that_do_not_increase(flow, node, setup, solver):
     model, sigmas, image, _ = setup

@@ -184,12 +184,9 @@ def test_progress_counts_the_recording_and_interrupt_leaves_no_record(flow, solv
     sigmas = flow.sigmas(model, 6)
     image = flow.image(model, 1)
     inversion = flow.inversion(0.5, solver=solver, record_path=True)
-    guider = flow.node("BasicGuider").execute(model, em.flux_conditioning())[0]
     flipped = flow.node("FlipSigmas").execute(sigmas)[0]
-    latent = image["samples"]
-    noise = torch.zeros_like(latent)  # DisableNoise's
     seen = []
-    guider.sample(noise, latent, inversion, flipped, callback=lambda i, d, x, total: seen.append((i, total)))
+    flow.sample(model, inversion, flipped, image, lambda i, d, x, total: seen.append((i, total)))
     assert seen == [(i, 12) for i in range(12)]
 
     def interrupt_in_the_recording(i, d, x, total):
@@ -198,7 +195,7 @@ def test_progress_counts_the_recording_and_interrupt_leaves_no_record(flow, solv
 
     try:
         with pytest.raises(comfy.model_management.InterruptProcessingException):
-            guider.sample(noise, latent, inversion, flipped, callback=interrupt_in_the_recording)
+            flow.sample(model, inversion, flipped, image, interrupt_in_the_recording)
     finally:
         comfy.model_management.interrupt_current_processing(False)
     inverted = flow.invert(model, image, sigmas, 0.5, solver=solver)

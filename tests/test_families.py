@@ -154,6 +154,81 @@ def test_a_mask_per_frame_keeps_every_frame_outside_it(wan, node, solver):
         assert rel(out[:, :, frame, :, cols], ref[:, :, frame, :, cols]) > 0.1, frame
 
 
+# --- what the network is told under a mask, in the video classes ------------------------------
+# Wan 2.2 5B tells its network one timestep per frame, HunyuanVideo one per clip, and both feed it the
+# clean latent outside a mask (nodes/video_masks.py). The network records each call.
+
+VIDEO = {"wan22_5b": {}, "hunyuan_video": dict(raw=(1, 16, 3, 4, 4), sampling="ModelSamplingSD3", shift=7.0)}
+
+
+@pytest.fixture(scope="module", params=list(VIDEO))
+def video(request, node):
+    return FamilyFlow(node, request.param, **VIDEO[request.param])
+
+
+def recorded(model, run):
+    """``run()``'s output and the calls the exact network saw during it."""
+    net = model.model.diffusion_model
+    net.seen = []
+    try:
+        return run(), net.seen
+    finally:
+        net.seen = None
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_mask_within_frames_tells_the_network_the_sigma_it_is_fed(video, node, solver):
+    """Every frame may change on its right half and keeps its left: at every call of both passes, the
+    timestep is sigma's, for every token, and the left half is on one straight line from the clean
+    latent (clean + sigma * d, the same d at every call): noise of level sigma, not the clean latent."""
+    model = video.model()
+    sigmas = video.sigmas(model, 6)
+    image = video.image(model, 1)
+    mask = torch.zeros(3, 64, 64)
+    mask[:, :, 32:] = 1.0
+    masked = node("SetLatentNoiseMask")().set_mask(image, mask)[0]
+    inverted, inversion = recorded(model, lambda: video.invert(model, masked, sigmas, gamma=0.5, solver=solver))
+    edit = video.model(em.GaussianMixture([-video.mu], [S]))
+    out, reverse = recorded(edit, lambda: video.reverse(edit, inverted, image, sigmas, eta=0.0, solver=solver))
+    y0 = model.model.process_latent_in(image["samples"])
+    sampling = model.get_model_object("model_sampling")
+    for calls in (inversion, reverse):
+        assert len(calls) >= 6
+        for call in calls:
+            told = call["timestep"].double().reshape(call["timestep"].shape[0], -1)
+            assert torch.allclose(told, sampling.timestep(call["sigma"]).double().reshape(-1, 1), rtol=1e-6, atol=1e-6), \
+                (told, call["sigma"])
+        # the line's direction, from the noisiest call; float32 cannot resolve it at FlipSigmas' 1e-4
+        left = y0[..., :2].double()
+        top = max(calls, key=lambda call: float(call["sigma"][0]))
+        d = (top["x"][..., :2].double() - left) / float(top["sigma"][0])
+        assert float(d.norm()) > 0.1 * float(left.norm()), "the left half was fed clean"
+        for call in calls:
+            assert rel(call["x"][..., :2], left + float(call["sigma"][0]) * d) <= 1e-5, "the left half left its straight line"
+    out, ref = out["samples"], image["samples"]
+    assert rel(out[..., :2], ref[..., :2]) <= 1e-5  # the output outside the mask is still the reference
+    assert rel(out[..., 2:], ref[..., 2:]) > 0.1
+
+
+def test_a_mask_of_whole_frames_keeps_the_hosts_timestep_per_frame(wan, node):
+    """The image-to-video case: frame 0 kept whole. Wan 2.2 5B's own design stays: frame 0 fed clean
+    under timestep 0, the other frames under sigma's."""
+    model = wan.model()
+    sigmas = wan.sigmas(model, 6)
+    image = wan.image(model, 1)
+    mask = torch.ones(3, 64, 64)
+    mask[0] = 0.0
+    masked = node("SetLatentNoiseMask")().set_mask(image, mask)[0]
+    _, calls = recorded(model, lambda: wan.invert(model, masked, sigmas, gamma=0.5))
+    y0 = model.model.process_latent_in(image["samples"])
+    sampling = model.get_model_object("model_sampling")
+    for call in calls:
+        t = float(sampling.timestep(call["sigma"])[0])
+        assert call["timestep"].shape == (1, 3)
+        assert torch.allclose(call["timestep"].double(), torch.tensor([[0.0, t, t]], dtype=torch.float64), atol=1e-4)
+        assert torch.equal(call["x"][:, :, 0], y0[:, :, 0].to(call["x"]))
+
+
 # --- a latent format that reshapes: HunyuanImage 2.1's refiner ---------------------------------
 
 @pytest.fixture(scope="module")

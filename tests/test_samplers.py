@@ -2,7 +2,6 @@
 Flux's model class (its latent format, scale and shift, is on the path), under Flux's shifted
 schedule and SD3's shift 3."""
 import comfy.model_management
-import comfy.utils
 import pytest
 import torch
 
@@ -46,6 +45,14 @@ class Flow:
         guider = self.node("BasicGuider").execute(model, em.flux_conditioning())[0]
         noise = noise or self.node("DisableNoise").execute()[0]
         return self.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, latent)[0]
+
+    def sample(self, model, sampler, sigmas, latent, callback, noise=None):
+        """What SamplerCustomAdvanced runs (the guider's sample) with ``callback`` in the place of the
+        progress bar's: the host's own per-step report, which newer hosts throttle behind the bar."""
+        guider = self.node("BasicGuider").execute(model, em.flux_conditioning())[0]
+        noise = noise or self.node("DisableNoise").execute()[0]
+        return guider.sample(noise.generate_noise(latent), latent["samples"], sampler, sigmas, callback=callback,
+                             disable_pbar=True, seed=noise.seed)
 
     def inversion(self, gamma, seed=7, solver="euler", record_path=False):
         """The RF-Inversion Sampler's SAMPLER (with record_path, the exact path's inversion)."""
@@ -292,47 +299,48 @@ def test_drop_in_for_sampler_custom(flow, node, solver):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_every_step_reports_progress(flow, solver):
+def test_every_step_reports_progress(flow, node, solver):
     model = flow.model("flux")
     sigmas = flow.sigmas(model, 6)
     image = flow.image(model, 1)
+    inverted = flow.invert(model, image, sigmas, gamma=0.5, solver=solver)
     seen = []
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: seen.append((value, total)))
-    try:
-        inverted = flow.invert(model, image, sigmas, gamma=0.5, solver=solver)
-        flow.reverse(model, inverted, image, sigmas, eta=0.9, solver=solver)
-    finally:
-        comfy.utils.set_progress_bar_global_hook(None)
+    report = lambda i, denoised, x, total: seen.append((i + 1, total))  # noqa: E731  as the progress bar counts
+    flow.sample(model, node("RFInversionSampler").execute(0.5, 7, solver)[0], node("FlipSigmas").execute(sigmas)[0],
+                image, report)
+    flow.sample(model, node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0, solver)[0],
+                sigmas, inverted, report)
     assert seen == [(i, 6) for i in range(1, 7)] * 2  # once per step, whatever the network calls per step
 
 
 @pytest.mark.parametrize("which,solver", [("inversion", s) for s in SOLVERS] + [("reverse", s) for s in SOLVERS]
                          + [("sde", "euler")])
 def test_interrupt_stops_sampling(flow, node, which, solver):
+    """The host's interrupt, set at the third step's report, stops the sampler before its next network call."""
     model = flow.model("flux")
     sigmas = flow.sigmas(model, 10)
     image = flow.image(model, 1)
     inverted = flow.invert(model, image, sigmas, gamma=0.5)
     steps = []
 
-    def interrupt_at_step_three(value, total, preview, **kw):
-        steps.append(value)
-        if value == 3:
+    def interrupt_at_step_three(i, denoised, x, total):
+        steps.append(i + 1)
+        if i + 1 == 3:
             comfy.model_management.interrupt_current_processing(True)
 
-    comfy.utils.set_progress_bar_global_hook(interrupt_at_step_three)
     calls = flow.calls(model)
     try:
         with pytest.raises(comfy.model_management.InterruptProcessingException):
             if which == "inversion":
-                flow.invert(model, image, sigmas, gamma=0.5, solver=solver)
+                flow.sample(model, node("RFInversionSampler").execute(0.5, 7, solver)[0],
+                            node("FlipSigmas").execute(sigmas)[0], image, interrupt_at_step_three)
             elif which == "reverse":
-                flow.reverse(model, inverted, image, sigmas, eta=0.9, solver=solver)
+                reverse = node("ControlledReverseSampler").execute(image, 0.9, 0.0, 0.25, "constant", False, 0, solver)[0]
+                flow.sample(model, reverse, sigmas, inverted, interrupt_at_step_three)
             else:
-                flow.run(model, node("RectifiedSDESampler").execute(1.0)[0], sigmas,
-                         {"samples": torch.zeros(SHAPE)}, noise=node("RandomNoise").execute(1)[0])
+                flow.sample(model, node("RectifiedSDESampler").execute(1.0)[0], sigmas, {"samples": torch.zeros(SHAPE)},
+                            interrupt_at_step_three, noise=node("RandomNoise").execute(1)[0])
     finally:
-        comfy.utils.set_progress_bar_global_hook(None)
         comfy.model_management.interrupt_current_processing(False)
     assert steps == [1, 2, 3]
     # stopped before the next network call, not at the end: the calls of the 3 steps reported

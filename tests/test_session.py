@@ -117,7 +117,10 @@ def test_interrupt_then_queue_again(demo_server, uninterrupted, during):
         prompt_id, refused = demo_server.submit(prompt, client)
         assert not refused, refused
         progress = lambda m: m["type"] == "progress" and m["data"]["prompt_id"] == prompt_id  # noqa: E731
-        at = ws.until(lambda m: progress(m) and m["data"]["node"] == ids[during] and m["data"]["value"] >= INTERRUPT_AT)
+        # a bound on the wait, not on speed: the reverse starts after a whole 400-step inversion, and on a
+        # loaded machine that passed the default 60 s
+        at = ws.until(lambda m: progress(m) and m["data"]["node"] == ids[during] and m["data"]["value"] >= INTERRUPT_AT,
+                      timeout=300)
         demo_server.interrupt(prompt_id)
         steps_seen = [at["data"]["value"]]
         while True:  # the steps that still report, up to the prompt's end

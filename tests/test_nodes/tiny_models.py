@@ -44,13 +44,9 @@ SD3_CONFIG = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2
                                           "params": {"in_features": WIDTH, "out_features": 2 * 64}}}
 
 # Each family's own config class with its network at width 64 (context width WIDTH), the other
-# settings as model detection gives the full-size model.
+# settings as model detection gives the full-size model. Flux.2's comes from the host's detection
+# itself (exact_models.flux_unet_config), as its constructor's arguments changed between hosts.
 FAMILY_CONFIGS = {
-    "flux2": ("Flux2", dict(image_model="flux2", in_channels=128, out_channels=128, patch_size=1, hidden_size=64,
-                            num_heads=2, axes_dim=[8, 8, 8, 8], mlp_ratio=3.0, theta=2000, depth=1, depth_single_blocks=1,
-                            context_in_dim=WIDTH, vec_in_dim=None, global_modulation=True, mlp_silu_act=True,
-                            qkv_bias=False, ops_bias=False, guidance_embed=True, default_ref_method="index",
-                            ref_index_scale=10.0)),
     "qwen_image": ("QwenImage", dict(image_model="qwen_image", in_channels=64, out_channels=16, num_layers=1,
                                      attention_head_dim=32, num_attention_heads=2, joint_attention_dim=WIDTH,
                                      axes_dims_rope=(8, 12, 12))),
@@ -116,8 +112,8 @@ def tiny_model(architecture, seed):
         with torch.no_grad():
             net.pos_embed.copy_(torch.from_numpy(table).float().unsqueeze(0))
         return exact_models.model_patcher(_checked(model))
-    if architecture in FAMILY_CONFIGS:
-        name, unet_config = FAMILY_CONFIGS[architecture]
+    if architecture in FAMILY_CONFIGS or architecture == "flux2":
+        name, unet_config = FAMILY_CONFIGS.get(architecture) or ("Flux2", exact_models.flux_unet_config(flux2=True, context_in_dim=WIDTH))
         config = getattr(comfy.supported_models, name)(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         model = config.get_model({})
