@@ -160,16 +160,17 @@ def build_taesd():
     return taesd_layers(TAESD_WIDTH)
 
 
-def build_mmdit(depth=DEPTH):
-    """The host's own MMDiT (SD3 family) at the size ComfyUI's detection reads back from the weights."""
+def build_mmdit(depth=DEPTH, pooled=N_COND, context=N_COND, latent_side=LATENT_SIDE):
+    """The host's own MMDiT (SD3 family) at the size ComfyUI's detection reads back from the weights:
+    ``pooled`` and ``context`` are the widths of the pooled vector and the context tokens."""
     host_path()
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
     hidden = 64 * depth
     model = MMDiT(input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=depth,
-                  adm_in_channels=N_COND, pos_embed_max_size=LATENT_SIDE // 2, num_patches=(LATENT_SIDE // 2) ** 2,
+                  adm_in_channels=pooled, pos_embed_max_size=latent_side // 2, num_patches=(latent_side // 2) ** 2,
                   pos_embed_scaling_factor=None,
-                  context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": N_COND, "out_features": hidden}},
+                  context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": context, "out_features": hidden}},
                   operations=comfy.ops.disable_weight_init)
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.Linear):
@@ -218,17 +219,74 @@ def load_classifier():
 
 def ssim(a, b):
     """Mean SSIM of two image batches (N, 3, H, W) in [0, 1], with a 7x7 uniform window."""
+    return ssim_map(a, b).flatten(1).mean(1)
+
+
+def ssim_map(a, b):
+    """The SSIM of every pixel and channel (N, 3, H, W), with a 7x7 uniform window."""
     c1, c2, k = 0.01 ** 2, 0.03 ** 2, 7
     pool = lambda x: F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)  # noqa: E731
     mu_a, mu_b = pool(a), pool(b)
     var_a = pool(a * a) - mu_a ** 2
     var_b = pool(b * b) - mu_b ** 2
     cov = pool(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.flatten(1).mean(1)
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
 
 
 def psnr(a, b):
     mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
     return -10 * torch.log10(mse)
 
+
+
+def init_taesd(enc, dec):
+    """Start the autoencoder at a crude but useful solution, so that a few hundred CPU steps suffice:
+    every residual block starts as the identity (its last conv at zero), and channels 0-2 carry the
+    colour straight through (the encoder averages it over 8x8 blocks, the decoder repeats it back).
+    That starts at about 20 dB PSNR, where a default start sits on a plateau near 15 dB for hundreds
+    of steps."""
+    host_path()
+    from comfy.taesd.taesd import Block
+    with torch.no_grad():
+        for m in list(enc.modules()) + list(dec.modules()):
+            if isinstance(m, Block):
+                torch.nn.init.zeros_(m.conv[-1].weight)
+                torch.nn.init.zeros_(m.conv[-1].bias)
+        for m in [m for m in list(enc) + list(dec) if isinstance(m, torch.nn.Conv2d)]:
+            m.weight[:3].zero_()
+            if m.bias is not None:
+                m.bias[:3].zero_()
+            for c in range(3):
+                if m.stride[0] == 2:
+                    m.weight[c, c, 1:, 1:] = 0.25
+                else:
+                    m.weight[c, c, 1, 1] = 1.0
+
+
+def sample_sigmas(n, gen):
+    """Half uniform, half through SD3's shift 3 (the schedule the demo samples on)."""
+    u = torch.rand(n, generator=gen)
+    shifted = 3 * u / (1 + 2 * u)
+    use = torch.rand(n, generator=gen) < 0.5
+    return torch.where(use, shifted, u).clamp(1e-4, 1.0)
+
+
+def save_png(image, path):
+    from PIL import Image
+    arr = (image.clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
+    Image.fromarray(arr).save(path)
+
+
+def taesd_file_state(enc, dec, mean, std):
+    """The TAESD file's state dict: ComfyUI's VAE loader reads taesd_encoder.* / taesd_decoder.* /
+    vae_scale / vae_shift. TAESD.encode gives enc / vae_scale + vae_shift; SD3's latent format then maps
+    l -> (l - 0.0609) * 1.5305. These two numbers make that chain equal (enc - mean) / std: the
+    normalised latents the flow model learned."""
+    from comfy.taesd.taesd import Decoder, Encoder
+    wide_enc = widen_taesd(enc.state_dict(), Encoder(latent_channels=16).state_dict())
+    wide_dec = widen_taesd(dec.state_dict(), Decoder(latent_channels=16).state_dict())
+    vae_sd = {f"taesd_encoder.{k}": v.half() for k, v in wide_enc.items()}
+    vae_sd.update({f"taesd_decoder.{k}": v.half() for k, v in wide_dec.items()})
+    vae_sd["vae_scale"] = torch.tensor(SD3_SCALE * std)
+    vae_sd["vae_shift"] = torch.tensor(SD3_SHIFT - mean / (SD3_SCALE * std))
+    return vae_sd
