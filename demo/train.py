@@ -1,6 +1,6 @@
 """Train the demo's default model, the emoji scenes model, from the npm package, on the CPU.
 
-    nice .venv/bin/python demo/train.py [--threads 2]          (see demo/train_log.txt for its time)
+    nice .venv/bin/python demo/train.py          (see demo/train_log.txt for its time)
 
 It fetches `emoji-datasource-google@16.0.0` with `npm pack` into ~/.cache/rfdemo_emoji (once; the
 only download) and writes, under demo/:
@@ -237,10 +237,10 @@ def make_inputs(objects, held):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vae-steps", type=int, default=300)
+    parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--flow-steps", type=int, default=3000)
     parser.add_argument("--classifier-steps", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="1: on shared cores two threads ran 10x slower")
     parser.add_argument("--fresh", action="store_true", help="ignore the checkpoints in output/demo_emoji_train and start over")
     parser.add_argument("--time-flow", type=int, default=0, help="only time this many flow steps (to size the run) and exit")
     opts = parser.parse_args()
