@@ -13,7 +13,8 @@ only download) and writes, under demo/:
     inputs/*.png                                             the demo's input images
     train_log.txt                                            what the run did, and how long it took
 
-Stages: the autoencoder on training scenes; the latents of every training scene; the text encoder
+Stages: the autoencoder on training scenes; more steps for its decoder alone (the encoder fixed, so
+it can run beside the next stages: --decoder-only); the latents of every training scene; the text encoder
 and the flow model together (rectified-flow loss, velocity target eps - x0, the empty prompt for 10 %
 of the batch: CFG's negative and the inversion's prompt); the slot classifier. Each stage's result,
 and the flow stage every few hundred steps, is checkpointed in output/demo_emoji_train/: run the
@@ -93,6 +94,42 @@ def _clip_layer_out_of_place(self, x, mask=None, optimized_attention=None):
     return x + self.mlp(self.layer_norm2(x))
 
 
+def refine_decoder(objects, triples, enc, dec, steps, gen, batch=16):
+    """More steps for the decoder alone, the encoder fixed: the latents the flow model learns stay
+    the same, so this can run beside the flow stage (--decoder-only, on a second core)."""
+    opt = torch.optim.Adam(dec.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=5e-5)
+    dec.train()
+    t0 = time.time()
+    for step in range(steps):
+        x, _ = random_scenes(objects, triples, batch, gen)
+        with torch.no_grad():
+            z = enc(x)
+        y = dec(z)
+        loss = F.mse_loss(y, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"  decoder step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {C.psnr(y.clamp(0, 1), x).mean():.1f} dB  "
+                f"{time.time() - t0:.0f} s")
+    return dec.eval()
+
+
+def encode_tokens(transformer, tokens):
+    """What SDClipModel.forward computes for plain token ids (tokens: (N, 12) long), batched: the
+    hidden states of the last layer and the projected pooled vector at the first end token.
+    (SDClipModel embeds one prompt at a time, which makes the token table's gradient one dense copy
+    per prompt.) tests/test_demo.py checks that it equals CLIPTextEncode's output."""
+    end = S.TEXT_CONFIG["eos_token_id"]
+    num_tokens = ((tokens == end).int().argmax(1) + 1).tolist()
+    embeds = transformer.get_input_embeddings()(tokens, out_dtype=torch.float32)
+    out = transformer(None, None, embeds=embeds, num_tokens=num_tokens, intermediate_output=None,
+                      final_layer_norm_intermediate=True, dtype=torch.float32)
+    return out[0], out[2]
+
+
 class Flow(torch.nn.Module):
     """The text encoder and the MMDiT, trained together: prompt tokens -> CLIPTextEncode's (hidden
     states, pooled) -> the velocity the SD3 model sampling reads."""
@@ -107,16 +144,7 @@ class Flow(torch.nn.Module):
         self.dit = C.build_mmdit(S.DEPTH, pooled=S.TEXT_WIDTH, context=S.TEXT_WIDTH)
 
     def encode(self, tokens):
-        """What SDClipModel.forward computes for plain token ids (tokens: (N, 16) long), batched:
-        the hidden states of the last layer and the projected pooled vector at the first end token.
-        (SDClipModel embeds one prompt at a time, which makes the token table's gradient 64 dense
-        copies a step.) tests/test_demo.py checks it equals CLIPTextEncode's output."""
-        end = S.TEXT_CONFIG["eos_token_id"]
-        num_tokens = ((tokens == end).int().argmax(1) + 1).tolist()
-        embeds = self.text.get_input_embeddings()(tokens, out_dtype=torch.float32)
-        out = self.text(None, None, embeds=embeds, num_tokens=num_tokens, intermediate_output=None,
-                        final_layer_norm_intermediate=True, dtype=torch.float32)
-        return out[0], out[2]
+        return encode_tokens(self.text, tokens)
 
     def forward(self, x, sigma, tokens):
         context, pooled = self.encode(tokens)
@@ -223,7 +251,7 @@ def stroke_painting():
     return torch.tensor(list(im.get_flattened_data()), dtype=torch.float32).reshape(C.SIZE, C.SIZE, 3).permute(2, 0, 1) / 255
 
 
-DEMO_SCENE = ("red apple", "cat", "blue")  # a held-out scene (checked below): the demo's input
+DEMO_SCENE = ("tangerine", "cat", "blue")  # a held-out scene (checked below): the demo's input
 
 
 def make_inputs(objects, held):
@@ -239,7 +267,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--flow-steps", type=int, default=3000)
+    parser.add_argument("--decoder-steps", type=int, default=1500)
     parser.add_argument("--classifier-steps", type=int, default=500)
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="run only the decoder stage (it needs the autoencoder's checkpoint), e.g. beside the flow stage")
     parser.add_argument("--threads", type=int, default=1, help="1: on shared cores two threads ran 10x slower")
     parser.add_argument("--fresh", action="store_true", help="ignore the checkpoints in output/demo_emoji_train and start over")
     parser.add_argument("--time-flow", type=int, default=0, help="only time this many flow steps (to size the run) and exit")
@@ -273,6 +304,17 @@ def main():
         dec.load_state_dict(state["dec"])
         enc.eval(), dec.eval()
         log("[1/4] autoencoder: from its checkpoint")
+
+    state = load_ckpt("decoder")
+    if state is None:
+        log(f"[1b] decoder alone, the encoder fixed, {opts.decoder_steps} steps")
+        dec = refine_decoder(objects, train_t, enc, dec, opts.decoder_steps, torch.Generator().manual_seed(5))
+        save_ckpt("decoder", {"dec": dec.state_dict()})
+    else:
+        dec.load_state_dict(state["dec"])
+        log("[1b] decoder: from its checkpoint")
+    if opts.decoder_only:
+        return
 
     with torch.no_grad():
         images = S.render(objects, train_t[:, 0], train_t[:, 1], train_t[:, 2])
