@@ -7,6 +7,7 @@ on a dark background, with a stroke thickness. The colour, the background and th
 """
 import colorsys
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -290,3 +291,48 @@ def taesd_file_state(enc, dec, mean, std):
     vae_sd["vae_scale"] = torch.tensor(SD3_SCALE * std)
     vae_sd["vae_shift"] = torch.tensor(SD3_SHIFT - mean / (SD3_SCALE * std))
     return vae_sd
+
+
+def train_autoencoder(enc, dec, next_images, steps, lr, eta_min, log, label="vae", every=50, encoder_fixed=False):
+    """Adam on the MSE of dec(enc(x)) for ``steps`` batches from ``next_images()``, the rate on a
+    cosine from ``lr`` to ``eta_min``; ``encoder_fixed`` trains the decoder alone."""
+    params = ([] if encoder_fixed else list(enc.parameters())) + list(dec.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=eta_min)
+    t0 = time.time()
+    for step in range(steps):
+        x = next_images()
+        with torch.set_grad_enabled(not encoder_fixed):
+            z = enc(x)
+        y = dec(z)
+        loss = F.mse_loss(y, x)
+        optimise(opt, sched, loss)
+        if step % every == 0 or step == steps - 1:
+            log(f"  {label} step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {psnr(y.clamp(0, 1), x).mean():.1f} dB  "
+                f"{time.time() - t0:.0f} s")
+    return enc.eval(), dec.eval()
+
+
+def rectified_flow_loss(predict, x0, gen):
+    """The rectified-flow loss: x = (1 - sigma) x0 + sigma eps, velocity target eps - x0, sigma from
+    ``sample_sigmas``; ``predict(x, sigma)`` is the network's velocity."""
+    eps = torch.randn(x0.shape, generator=gen)
+    sigma = sample_sigmas(len(x0), gen)
+    s = sigma.reshape(-1, 1, 1, 1)
+    return F.mse_loss(predict((1 - s) * x0 + s * eps, sigma), eps - x0)
+
+
+def optimise(opt, sched, loss, clip_params=None):
+    """One optimiser step (gradients clipped to norm 1 over ``clip_params`` when given)."""
+    opt.zero_grad()
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
+    opt.step()
+    sched.step()
+
+
+@torch.no_grad()
+def ema_update(ema, module, decay):
+    for k, v in module.state_dict().items():
+        ema[k].mul_(decay).add_(v, alpha=1 - decay)

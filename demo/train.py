@@ -68,23 +68,7 @@ def random_scenes(objects, triples, n, gen):
 def train_vae(objects, triples, steps, gen, batch=16):
     enc, dec = C.build_taesd()
     C.init_taesd(enc, dec)
-    params = list(enc.parameters()) + list(dec.parameters())
-    opt = torch.optim.Adam(params, lr=2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
-    t0 = time.time()
-    for step in range(steps):
-        x, _ = random_scenes(objects, triples, batch, gen)
-        z = enc(x)
-        y = dec(z)
-        loss = F.mse_loss(y, x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == steps - 1:
-            log(f"  vae step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {C.psnr(y.clamp(0, 1), x).mean():.1f} dB  "
-                f"{time.time() - t0:.0f} s")
-    return enc.eval(), dec.eval()
+    return C.train_autoencoder(enc, dec, lambda: random_scenes(objects, triples, batch, gen)[0], steps, 2e-3, 1e-4, log)
 
 
 def _clip_layer_out_of_place(self, x, mask=None, optimized_attention=None):
@@ -97,24 +81,9 @@ def _clip_layer_out_of_place(self, x, mask=None, optimized_attention=None):
 def refine_decoder(objects, triples, enc, dec, steps, gen, batch=16):
     """More steps for the decoder alone, the encoder fixed: the latents the flow model learns stay
     the same, so this can run beside the flow stage (--decoder-only, on a second core)."""
-    opt = torch.optim.Adam(dec.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=5e-5)
     dec.train()
-    t0 = time.time()
-    for step in range(steps):
-        x, _ = random_scenes(objects, triples, batch, gen)
-        with torch.no_grad():
-            z = enc(x)
-        y = dec(z)
-        loss = F.mse_loss(y, x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  decoder step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {C.psnr(y.clamp(0, 1), x).mean():.1f} dB  "
-                f"{time.time() - t0:.0f} s")
-    return dec.eval()
+    return C.train_autoencoder(enc, dec, lambda: random_scenes(objects, triples, batch, gen)[0], steps, 1e-3, 5e-5, log,
+                               label="decoder", every=100, encoder_fixed=True)[1]
 
 
 def encode_tokens(transformer, tokens):
@@ -174,20 +143,9 @@ def train_flow(flow, latents, tokens, empty_tokens, steps, gen, state=None, batc
         x0 = latents[idx]
         toks = tokens[idx].clone()
         toks[torch.rand(batch, generator=gen) < P_NULL] = empty_tokens
-        eps = torch.randn(x0.shape, generator=gen)
-        sigma = C.sample_sigmas(batch, gen)
-        s = sigma.reshape(-1, 1, 1, 1)
-        v = flow((1 - s) * x0 + s * eps, sigma, toks)
-        loss = F.mse_loss(v, eps - x0)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(flow.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(0.995, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v_ in flow.state_dict().items():
-                ema[k].mul_(decay).add_(v_, alpha=1 - decay)
+        loss = C.rectified_flow_loss(lambda x, sigma: flow(x, sigma, toks), x0, gen)
+        C.optimise(opt, sched, loss, flow.parameters())
+        C.ema_update(ema, flow, min(0.995, (1 + step) / (10 + step)))
         if step % 25 == 0 or step == steps - 1:
             log(f"  flow step {step:5d}/{steps}  loss {loss.item():.4f}  {time.time() - t0:.0f} s")
         if (step + 1) % every == 0 or step == steps - 1:

@@ -43,23 +43,7 @@ def batch_images(glyphs, labels, n, gen):
 def train_vae(glyphs, labels, steps, gen):
     enc, dec = C.build_taesd()
     C.init_taesd(enc, dec)
-    params = list(enc.parameters()) + list(dec.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
-    t0 = time.time()
-    for step in range(steps):
-        x, _ = batch_images(glyphs, labels, 16, gen)
-        z = enc(x)
-        y = dec(z)
-        loss = F.mse_loss(y, x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == steps - 1:
-            log(f"  vae step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {C.psnr(y.clamp(0, 1), x).mean():.1f} dB  "
-                f"|z| {z.std():.2f}  {time.time() - t0:.0f} s")
-    return enc.eval(), dec.eval()
+    return C.train_autoencoder(enc, dec, lambda: batch_images(glyphs, labels, 16, gen)[0], steps, 1e-3, 1e-4, log)
 
 
 @torch.no_grad()
@@ -85,23 +69,11 @@ def train_dit(latents, labels, steps, gen, batch=128, p_null=0.15):
         y = labels[idx].clone()
         y[torch.rand(batch, generator=gen) < p_null] = C.NULL_CLASS
         cond = C.one_hot(y)
-        eps = torch.randn(x0.shape, generator=gen)
-        sigma = C.sample_sigmas(batch, gen)
-        s = sigma.reshape(-1, 1, 1, 1)
-        x = (1 - s) * x0 + s * eps
         # SD3's model sampling gives the network the timestep 1000 * sigma, and reads its output as
         # the velocity v with D = x - sigma * v (comfy/model_sampling.py, CONST).
-        v = model(x, sigma * 1000, y=cond, context=cond[:, None])
-        loss = F.mse_loss(v, eps - x0)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v_ in model.state_dict().items():
-                ema[k].mul_(decay).add_(v_, alpha=1 - decay)
+        loss = C.rectified_flow_loss(lambda x, sigma: model(x, sigma * 1000, y=cond, context=cond[:, None]), x0, gen)
+        C.optimise(opt, sched, loss, model.parameters())
+        C.ema_update(ema, model, min(0.999, (1 + step) / (10 + step)))
         if step % 100 == 0 or step == steps - 1:
             log(f"  flow step {step:5d}/{steps}  loss {loss.item():.4f}  {time.time() - t0:.0f} s")
     model.load_state_dict(ema)
