@@ -293,22 +293,20 @@ def taesd_file_state(enc, dec, mean, std):
     return vae_sd
 
 
-def train_autoencoder(enc, dec, next_images, steps, lr, eta_min, log, label="vae", every=50, encoder_fixed=False):
+def train_autoencoder(enc, dec, next_images, steps, lr, eta_min, log):
     """Adam on the MSE of dec(enc(x)) for ``steps`` batches from ``next_images()``, the rate on a
-    cosine from ``lr`` to ``eta_min``; ``encoder_fixed`` trains the decoder alone."""
-    params = ([] if encoder_fixed else list(enc.parameters())) + list(dec.parameters())
+    cosine from ``lr`` to ``eta_min``."""
+    params = list(enc.parameters()) + list(dec.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=eta_min)
     t0 = time.time()
     for step in range(steps):
         x = next_images()
-        with torch.set_grad_enabled(not encoder_fixed):
-            z = enc(x)
-        y = dec(z)
+        y = dec(enc(x))
         loss = F.mse_loss(y, x)
         optimise(opt, sched, loss)
-        if step % every == 0 or step == steps - 1:
-            log(f"  {label} step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {psnr(y.clamp(0, 1), x).mean():.1f} dB  "
+        if step % 50 == 0 or step == steps - 1:
+            log(f"  vae step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {psnr(y.clamp(0, 1), x).mean():.1f} dB  "
                 f"{time.time() - t0:.0f} s")
     return enc.eval(), dec.eval()
 

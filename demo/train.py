@@ -13,8 +13,7 @@ only download) and writes, under demo/:
     inputs/*.png                                             the demo's input images
     train_log.txt                                            what the run did, and how long it took
 
-Stages: the autoencoder on training scenes; more steps for its decoder alone (the encoder fixed, so
-it can run beside the next stages: --decoder-only); the latents of every training scene; the text encoder
+Stages: the autoencoder on training scenes; the latents of every training scene; the text encoder
 and the flow model together (rectified-flow loss, velocity target eps - x0, the empty prompt for 10 %
 of the batch: CFG's negative and the inversion's prompt); the slot classifier. Each stage's result,
 and the flow stage every few hundred steps, is checkpointed in output/demo_emoji_train/: run the
@@ -76,14 +75,6 @@ def _clip_layer_out_of_place(self, x, mask=None, optimized_attention=None):
     same function, but autograd cannot differentiate through the in-place ``x +=``."""
     x = x + self.self_attn(self.layer_norm1(x), mask, optimized_attention)
     return x + self.mlp(self.layer_norm2(x))
-
-
-def refine_decoder(objects, triples, enc, dec, steps, gen, batch=16):
-    """More steps for the decoder alone, the encoder fixed: the latents the flow model learns stay
-    the same, so this can run beside the flow stage (--decoder-only, on a second core)."""
-    dec.train()
-    return C.train_autoencoder(enc, dec, lambda: random_scenes(objects, triples, batch, gen)[0], steps, 1e-3, 5e-5, log,
-                               label="decoder", every=100, encoder_fixed=True)[1]
 
 
 def encode_tokens(transformer, tokens):
@@ -225,10 +216,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--flow-steps", type=int, default=3000)
-    parser.add_argument("--decoder-steps", type=int, default=1500)
     parser.add_argument("--classifier-steps", type=int, default=500)
-    parser.add_argument("--decoder-only", action="store_true",
-                        help="run only the decoder stage (it needs the autoencoder's checkpoint), e.g. beside the flow stage")
     parser.add_argument("--threads", type=int, default=1, help="1: on shared cores two threads ran 10x slower")
     parser.add_argument("--fresh", action="store_true", help="ignore the checkpoints in output/demo_emoji_train and start over")
     parser.add_argument("--time-flow", type=int, default=0, help="only time this many flow steps (to size the run) and exit")
@@ -262,17 +250,6 @@ def main():
         dec.load_state_dict(state["dec"])
         enc.eval(), dec.eval()
         log("[1/4] autoencoder: from its checkpoint")
-
-    state = load_ckpt("decoder")
-    if state is None:
-        log(f"[1b] decoder alone, the encoder fixed, {opts.decoder_steps} steps")
-        dec = refine_decoder(objects, train_t, enc, dec, opts.decoder_steps, torch.Generator().manual_seed(5))
-        save_ckpt("decoder", {"dec": dec.state_dict()})
-    else:
-        dec.load_state_dict(state["dec"])
-        log("[1b] decoder: from its checkpoint")
-    if opts.decoder_only:
-        return
 
     with torch.no_grad():
         images = S.render(objects, train_t[:, 0], train_t[:, 1], train_t[:, 2])
