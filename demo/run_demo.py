@@ -29,9 +29,9 @@ sys.path.insert(0, str(C.ROOT / "scripts"))
 import comfy_host  # noqa: E402
 
 ETAS = [0.0, 0.5, 0.7, 0.9, 1.0]
-PAPER = {k: evaluate.PAPER[k] for k in ("gamma", "eta", "stop")}
-# The demo's setting: see docs/demo.md for how it compares with the paper's on the benchmark.
-DEMO = dict(PAPER)
+# The paper's setting, which the shipped workflows use: on the benchmark it edits 99 % of the
+# held-out scenes (docs/demo.md)
+DEMO = {k: evaluate.PAPER[k] for k in ("gamma", "eta", "stop")}
 STROKE = {"gamma": 0.5, "eta": 0.9, "stop": 0.25, "split": 8}
 SOLVERS = C.rf_math().SOLVERS
 SCENE = "a tangerine and a cat on blue"
@@ -149,10 +149,8 @@ def main():
             graphs.edit_prompt, image="scene.png", edit_text="", gamma=0.0, eta=0.0)
         print(f"[{stamp()}] 3/5 edits of one object (same workflow)", flush=True)
         for i, (text, what) in enumerate(EDITS):
-            run(f"'{text}' ({what}), demo setting {setting(DEMO)}", f"edit_{i}", graphs.edit_prompt, image="scene.png",
+            run(f"'{text}' ({what}), the paper's setting {setting(DEMO)}", f"edit_{i}", graphs.edit_prompt, image="scene.png",
                 edit_text=text, **DEMO)
-        run(f"'{EDITS[1][0]}', paper's setting {setting(PAPER)}", "edit_paper", graphs.edit_prompt, image="scene.png",
-            edit_text=EDITS[1][0], **PAPER)
         for eta in ETAS:
             run(f"eta {eta}", f"edit_eta_{eta}", graphs.edit_prompt, image="scene.png", edit_text=EDITS[1][0], **dict(DEMO, eta=eta))
         print(f"[{stamp()}] 4/5 stroke to image: a crude painting (workflows/flux_stroke_to_image.json)", flush=True)
@@ -178,11 +176,11 @@ def main():
         return float(C.psnr(img, scene) if slot is None else S.masked_psnr(img, scene, S.outside(slot)))
     calls = C.SOLVER_BUDGETS[-1]
     sheet = make_sheet([
-        ("Semantic edit (sd35_semantic_edit workflow, typed prompts): one emoji changes, the other and the background stay", [
-            (f"input (held out):\n{SCENE}", out / "input_scene.png"),
+        (f"Semantic edit (sd35_semantic_edit workflow, typed prompts, the paper's {setting(DEMO)}): one emoji changes, "
+         "the other and the background stay", [
+            (f"input (held out, darker blue):\n{SCENE}", out / "input_scene.png"),
             (f"inversion + reconstruction\ngamma 0, eta 0: {psnr('reconstruction'):.1f} dB", out / "reconstruction.png"),
-            *[(f"{EDITS[i][1]}\nkept part {psnr(f'edit_{i}', i):.1f} dB", out / f"edit_{i}.png") for i in range(len(EDITS))],
-            (f"cat -> dog, paper's setting\nkept part {psnr('edit_paper', 1):.1f} dB", out / "edit_paper.png")]),
+            *[(f"{EDITS[i][1]}\nkept part {psnr(f'edit_{i}', i):.1f} dB", out / f"edit_{i}.png") for i in range(len(EDITS))]]),
         (f"The controller eta: 0 follows the prompt alone, 1 holds to the input for the window (cat -> dog, {setting(DEMO)})", [
             (f"eta {eta}\nkept part {psnr(f'edit_eta_{eta}', 1):.1f} dB", out / f"edit_eta_{eta}.png") for eta in ETAS]),
         ("Stroke to image (flux_stroke_to_image workflow): a crude painting becomes the emoji", [

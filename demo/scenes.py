@@ -115,16 +115,31 @@ def load_objects():
     return load_file(str(OBJECTS_FILE))["rgba"].float() / 255
 
 
-def render(objects, left, right, bg):
-    """Scenes (N, 3, 64, 64) in [0, 1] from index tensors of the left and right object and background."""
+def render(objects, left, right, bg, tint=None, shift=None):
+    """Scenes (N, 3, 64, 64) in [0, 1] from index tensors of the left and right object and background.
+    Training scenes have neither of the two things no prompt says: ``tint`` (N, 3) added to the
+    background colour, ``shift`` (N, 2, 2) integer (dy, dx) moves of each slot's object."""
     left, right, bg = (torch.as_tensor(v, dtype=torch.long).reshape(-1) for v in (left, right, bg))
     colours = torch.tensor([PALETTE[b] for b in BACKGROUNDS])[bg]
+    if tint is not None:
+        colours = (colours + tint).clamp(0, 1)
     img = colours[:, :, None, None].expand(-1, -1, C.SIZE, C.SIZE).clone()
-    for x, idx in zip(SLOT_X, (left, right)):
+    for slot, (x, idx) in enumerate(zip(SLOT_X, (left, right))):
         o = objects[idx]
-        region = img[:, :, SLOT_Y:SLOT_Y + OBJ, x:x + OBJ]
-        img[:, :, SLOT_Y:SLOT_Y + OBJ, x:x + OBJ] = o[:, 3:] * o[:, :3] + (1 - o[:, 3:]) * region
+        for i in range(len(img)):
+            dy, dx = (0, 0) if shift is None else (int(v) for v in shift[i, slot])
+            y0, x0 = SLOT_Y + dy, x + dx
+            region = img[i, :, y0:y0 + OBJ, x0:x0 + OBJ]
+            img[i, :, y0:y0 + OBJ, x0:x0 + OBJ] = o[i, 3:] * o[i, :3] + (1 - o[i, 3:]) * region
     return img
+
+
+def unprompted_variation(n, gen):
+    """A background tint of up to +-0.08 per channel and object moves of up to 2 px (inside the
+    slot's box): what an edit must keep that its prompt does not say."""
+    tint = (torch.rand(n, 3, generator=gen) * 2 - 1) * 0.08
+    shift = torch.randint(-2, 3, (n, 2, 2), generator=gen)
+    return tint, shift
 
 
 def box(slot):

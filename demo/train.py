@@ -58,10 +58,12 @@ def load_ckpt(name):
     return torch.load(path, weights_only=False) if path.exists() else None
 
 
-def random_scenes(objects, triples, n, gen):
+def random_scenes(objects, triples, n, gen, vary=False):
+    """n random scenes of ``triples``; ``vary``: with the unprompted tint and moves."""
     idx = torch.randint(0, len(triples), (n,), generator=gen)
     t = triples[idx]
-    return S.render(objects, t[:, 0], t[:, 1], t[:, 2]), t
+    tint, shift = S.unprompted_variation(n, gen) if vary else (None, None)
+    return S.render(objects, t[:, 0], t[:, 1], t[:, 2], tint=tint, shift=shift), t
 
 
 def train_vae(objects, triples, steps, gen, batch=16):
@@ -113,10 +115,10 @@ class Flow(torch.nn.Module):
         return self.dit(x, sigma * 1000, y=pooled, context=context)
 
 
-def train_flow(flow, latents, tokens, empty_tokens, steps, gen, state=None, batch=BATCH, every=50):
-    """AdamW at 1.5e-3 after 100 warm-up steps, constant, with an EMA of the weights: a constant rate
-    lets a resumed run go on for more steps than the first one planned."""
-    opt = torch.optim.AdamW(flow.parameters(), lr=1.5e-3, weight_decay=0.0)
+def train_flow(flow, latents, tokens, empty_tokens, steps, gen, state=None, batch=BATCH, every=50, lr=1.5e-3, name="flow"):
+    """AdamW at ``lr`` after 100 warm-up steps, constant, with an EMA of the weights: a constant rate
+    lets a resumed run go on for more steps than the first one planned. Checkpoints as ``name``."""
+    opt = torch.optim.AdamW(flow.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 100))
     ema = {k: v.detach().clone() for k, v in flow.state_dict().items()}
     start, elapsed = 0, 0.0
@@ -140,7 +142,7 @@ def train_flow(flow, latents, tokens, empty_tokens, steps, gen, state=None, batc
         if step % 25 == 0 or step == steps - 1:
             log(f"  flow step {step:5d}/{steps}  loss {loss.item():.4f}  {time.time() - t0:.0f} s")
         if (step + 1) % every == 0 or step == steps - 1:
-            save_ckpt("flow", {"flow": flow.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "ema": ema,
+            save_ckpt(name, {"flow": flow.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "ema": ema,
                                "gen": gen.get_state(), "step": step + 1, "elapsed": time.time() - t0})
     flow.load_state_dict(ema)
     return flow.eval()
@@ -154,7 +156,7 @@ def train_classifier(objects, triples, dec, enc, steps, gen):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
     t0 = time.time()
     for step in range(steps):
-        x, t = random_scenes(objects, triples, 32, gen)
+        x, t = random_scenes(objects, triples, 32, gen, vary=True)
         with torch.no_grad():
             x[:8] = dec(enc(x[:8])).clamp(0, 1)
         x = (x + 0.03 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
@@ -201,6 +203,10 @@ def stroke_painting():
 
 
 DEMO_SCENE = ("tangerine", "cat", "blue")  # a held-out scene (checked below): the demo's input
+# What the prompt does not say, so that an edit must take it from the image: a darker blue, and the
+# emoji moved by a pixel or two (training scenes have neither).
+DEMO_TINT = (-0.07, -0.05, -0.10)
+DEMO_SHIFT = ((1, -2), (-1, 2))
 
 
 def make_inputs(objects, held):
@@ -208,7 +214,8 @@ def make_inputs(objects, held):
     left, right, bg = S.NAMES.index(DEMO_SCENE[0]), S.NAMES.index(DEMO_SCENE[1]), S.BACKGROUNDS.index(DEMO_SCENE[2])
     if (left, right, bg) not in held:
         raise SystemExit(f"train: the demo scene {DEMO_SCENE} is not held out; pick another")
-    C.save_png(S.render(objects, left, right, bg)[0], C.INPUTS / "scene.png")
+    scene = S.render(objects, left, right, bg, tint=torch.tensor([DEMO_TINT]), shift=torch.tensor([DEMO_SHIFT]))
+    C.save_png(scene[0], C.INPUTS / "scene.png")
     C.save_png(stroke_painting(), C.INPUTS / "stroke_scene.png")
 
 
@@ -216,6 +223,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--flow-steps", type=int, default=3000)
+    parser.add_argument("--varied-steps", type=int, default=1000)
+    parser.add_argument("--varied-copies", type=int, default=4, help="varied renders of each training scene for stage 3b")
     parser.add_argument("--classifier-steps", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1, help="1: on shared cores two threads ran 10x slower")
     parser.add_argument("--fresh", action="store_true", help="ignore the checkpoints in output/demo_emoji_train and start over")
@@ -282,6 +291,26 @@ def main():
         flow.load_state_dict(state["flow"])
         flow.eval()
         log("[3/4] flow model: from its checkpoint")
+
+    # Scenes that their prompt describes completely teach a model whose sample of a prompt is one
+    # image: an edit then keeps the rest by the prompt alone, whatever eta and gamma do. Scenes
+    # with a tint and moves that no prompt says make the input image matter.
+    state = load_ckpt("flow_varied")
+    if state is None or "final" not in state:
+        gen = torch.Generator().manual_seed(6)
+        with torch.no_grad():
+            varied = [random_scenes(objects, train_t, 128, gen, vary=True) for _ in range(opts.varied_copies * len(train) // 128)]
+            pool = (torch.cat([enc(x) for x, _ in varied]) - mean) / std
+            row = {t: i for i, t in enumerate(train)}
+            pool_tokens = torch.cat([tokens[[row[tuple(t)] for t in ts.tolist()]] for _, ts in varied])
+        log(f"[3b] the flow model again on {len(pool)} scenes with an unprompted tint and moves, {opts.varied_steps} steps, lr 5e-4")
+        flow.train()
+        flow = train_flow(flow, pool, pool_tokens, empty_tokens, opts.varied_steps, gen, state, lr=5e-4, name="flow_varied")
+        save_ckpt("flow_varied", {"flow": flow.state_dict(), "step": opts.varied_steps, "final": True})
+    else:
+        flow.load_state_dict(state["flow"])
+        flow.eval()
+        log("[3b] flow model on varied scenes: from its checkpoint")
 
     state = load_ckpt("classifier")
     if state is None:
