@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
 
-def log(msg, lines=[]):  # noqa: B006  the list keeps the run's log for train_log.txt
+def log(msg, lines=[]):  # noqa: B006  the list keeps the run's log for train_digits_log.txt
     print(msg, flush=True)
     lines.append(msg)
     return lines

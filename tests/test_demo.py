@@ -83,7 +83,7 @@ def test_training_encodes_prompts_exactly_as_clip_text_encode_does(demo):
 
 def test_the_classifier_reads_held_out_real_emoji_scenes(objects, classifier):
     """Every held-out scene (456: object pair, order and background never seen in training), both
-    slots. Measured: 1.000 (demo/train_log.txt)."""
+    slots. Measured: 1.000."""
     _, held = S.split()
     t = torch.tensor(held)
     images = S.render(objects, t[:, 0], t[:, 1], t[:, 2])
@@ -95,7 +95,8 @@ def test_the_classifier_reads_held_out_real_emoji_scenes(objects, classifier):
 def test_samples_of_held_out_prompts_read_as_the_prompted_objects(demo, classifier):
     """The model's own samples, through ComfyUI's nodes (CLIPTextEncode, EmptySD3LatentImage,
     RandomNoise, CFGGuider at cfg 4, euler, 20 steps of the simple schedule at shift 3, VAEDecode),
-    of 48 held-out prompts: the slot classifier reads the prompted object in each slot."""
+    of 48 held-out prompts: the slot classifier reads the prompted object in each slot. Measured:
+    0.990 of the 96 emoji."""
     _, held = S.split()
     pick = torch.randperm(len(held), generator=torch.Generator().manual_seed(7))[:48]
     t = torch.tensor(held)[pick]
@@ -124,6 +125,7 @@ def test_inversion_and_reconstruction_returns_the_scene(demo, objects):
     assert (demo.model.model.process_latent_in(inverted["samples"]) - demo.model.model.process_latent_in(latent["samples"])).std() > 0.5
     back = demo.decode(demo.edit(inverted, latent, setting, demo.empty))
     drift = float(C.psnr(back, demo.decode(latent)))
+    print(f"inversion and reconstruction: {drift:.1f} dB from the autoencoder's image")
     assert drift > 25, f"ODE inversion and reconstruction land {drift:.1f} dB from the autoencoder's image"
 
 
