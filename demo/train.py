@@ -116,8 +116,8 @@ class Flow(torch.nn.Module):
 
 
 def train_flow(flow, latents, tokens, empty_tokens, steps, gen, state=None, batch=BATCH, every=50, lr=1.5e-3, name="flow"):
-    """AdamW at ``lr`` after 100 warm-up steps, constant, with an EMA of the weights: a constant rate
-    lets a resumed run go on for more steps than the first one planned. Checkpoints as ``name``."""
+    """AdamW at ``lr`` after 100 warm-up steps, constant, with an EMA of the weights. Every ``every``
+    steps it checkpoints as ``name`` everything a killed run needs to resume where it stopped."""
     opt = torch.optim.AdamW(flow.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 100))
     ema = {k: v.detach().clone() for k, v in flow.state_dict().items()}
