@@ -7,6 +7,7 @@ on a dark background, with a stroke thickness. The colour, the background and th
 """
 import colorsys
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -160,16 +161,17 @@ def build_taesd():
     return taesd_layers(TAESD_WIDTH)
 
 
-def build_mmdit(depth=DEPTH):
-    """The host's own MMDiT (SD3 family) at the size ComfyUI's detection reads back from the weights."""
+def build_mmdit(depth=DEPTH, pooled=N_COND, context=N_COND, latent_side=LATENT_SIDE):
+    """The host's own MMDiT (SD3 family) at the size ComfyUI's detection reads back from the weights:
+    ``pooled`` and ``context`` are the widths of the pooled vector and the context tokens."""
     host_path()
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
     hidden = 64 * depth
     model = MMDiT(input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=depth,
-                  adm_in_channels=N_COND, pos_embed_max_size=LATENT_SIDE // 2, num_patches=(LATENT_SIDE // 2) ** 2,
+                  adm_in_channels=pooled, pos_embed_max_size=latent_side // 2, num_patches=(latent_side // 2) ** 2,
                   pos_embed_scaling_factor=None,
-                  context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": N_COND, "out_features": hidden}},
+                  context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": context, "out_features": hidden}},
                   operations=comfy.ops.disable_weight_init)
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.Linear):
@@ -218,17 +220,117 @@ def load_classifier():
 
 def ssim(a, b):
     """Mean SSIM of two image batches (N, 3, H, W) in [0, 1], with a 7x7 uniform window."""
+    return ssim_map(a, b).flatten(1).mean(1)
+
+
+def ssim_map(a, b):
+    """The SSIM of every pixel and channel (N, 3, H, W), with a 7x7 uniform window."""
     c1, c2, k = 0.01 ** 2, 0.03 ** 2, 7
     pool = lambda x: F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)  # noqa: E731
     mu_a, mu_b = pool(a), pool(b)
     var_a = pool(a * a) - mu_a ** 2
     var_b = pool(b * b) - mu_b ** 2
     cov = pool(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.flatten(1).mean(1)
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
 
 
 def psnr(a, b):
     mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
     return -10 * torch.log10(mse)
 
+
+
+def init_taesd(enc, dec):
+    """Start the autoencoder at a crude but useful solution, so that a few hundred CPU steps suffice:
+    every residual block starts as the identity (its last conv at zero), and channels 0-2 carry the
+    colour straight through (the encoder averages it over 8x8 blocks, the decoder repeats it back).
+    That starts at about 20 dB PSNR, where a default start sits on a plateau near 15 dB for hundreds
+    of steps."""
+    host_path()
+    from comfy.taesd.taesd import Block
+    with torch.no_grad():
+        for m in list(enc.modules()) + list(dec.modules()):
+            if isinstance(m, Block):
+                torch.nn.init.zeros_(m.conv[-1].weight)
+                torch.nn.init.zeros_(m.conv[-1].bias)
+        for m in [m for m in list(enc) + list(dec) if isinstance(m, torch.nn.Conv2d)]:
+            m.weight[:3].zero_()
+            if m.bias is not None:
+                m.bias[:3].zero_()
+            for c in range(3):
+                if m.stride[0] == 2:
+                    m.weight[c, c, 1:, 1:] = 0.25
+                else:
+                    m.weight[c, c, 1, 1] = 1.0
+
+
+def sample_sigmas(n, gen):
+    """Half uniform, half through SD3's shift 3 (the schedule the demo samples on)."""
+    u = torch.rand(n, generator=gen)
+    shifted = 3 * u / (1 + 2 * u)
+    use = torch.rand(n, generator=gen) < 0.5
+    return torch.where(use, shifted, u).clamp(1e-4, 1.0)
+
+
+def save_png(image, path):
+    from PIL import Image
+    arr = (image.clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
+    Image.fromarray(arr).save(path)
+
+
+def taesd_file_state(enc, dec, mean, std):
+    """The TAESD file's state dict: ComfyUI's VAE loader reads taesd_encoder.* / taesd_decoder.* /
+    vae_scale / vae_shift. TAESD.encode gives enc / vae_scale + vae_shift; SD3's latent format then maps
+    l -> (l - 0.0609) * 1.5305. These two numbers make that chain equal (enc - mean) / std: the
+    normalised latents the flow model learned."""
+    from comfy.taesd.taesd import Decoder, Encoder
+    wide_enc = widen_taesd(enc.state_dict(), Encoder(latent_channels=16).state_dict())
+    wide_dec = widen_taesd(dec.state_dict(), Decoder(latent_channels=16).state_dict())
+    vae_sd = {f"taesd_encoder.{k}": v.half() for k, v in wide_enc.items()}
+    vae_sd.update({f"taesd_decoder.{k}": v.half() for k, v in wide_dec.items()})
+    vae_sd["vae_scale"] = torch.tensor(SD3_SCALE * std)
+    vae_sd["vae_shift"] = torch.tensor(SD3_SHIFT - mean / (SD3_SCALE * std))
+    return vae_sd
+
+
+def train_autoencoder(enc, dec, next_images, steps, lr, eta_min, log):
+    """Adam on the MSE of dec(enc(x)) for ``steps`` batches from ``next_images()``, the rate on a
+    cosine from ``lr`` to ``eta_min``."""
+    params = list(enc.parameters()) + list(dec.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=eta_min)
+    t0 = time.time()
+    for step in range(steps):
+        x = next_images()
+        y = dec(enc(x))
+        loss = F.mse_loss(y, x)
+        optimise(opt, sched, loss)
+        if step % 50 == 0 or step == steps - 1:
+            log(f"  vae step {step:5d}/{steps}  mse {loss.item():.5f}  psnr {psnr(y.clamp(0, 1), x).mean():.1f} dB  "
+                f"{time.time() - t0:.0f} s")
+    return enc.eval(), dec.eval()
+
+
+def rectified_flow_loss(predict, x0, gen):
+    """The rectified-flow loss: x = (1 - sigma) x0 + sigma eps, velocity target eps - x0, sigma from
+    ``sample_sigmas``; ``predict(x, sigma)`` is the network's velocity."""
+    eps = torch.randn(x0.shape, generator=gen)
+    sigma = sample_sigmas(len(x0), gen)
+    s = sigma.reshape(-1, 1, 1, 1)
+    return F.mse_loss(predict((1 - s) * x0 + s * eps, sigma), eps - x0)
+
+
+def optimise(opt, sched, loss, clip_params=None):
+    """One optimiser step (gradients clipped to norm 1 over ``clip_params`` when given)."""
+    opt.zero_grad()
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
+    opt.step()
+    sched.step()
+
+
+@torch.no_grad()
+def ema_update(ema, module, decay):
+    for k, v in module.state_dict().items():
+        ema[k].mul_(decay).add_(v, alpha=1 - decay)

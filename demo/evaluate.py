@@ -1,80 +1,95 @@
-"""Metrics of RF-Inversion on the demo model, through ComfyUI's own nodes, in-process on the CPU.
+"""The edit benchmark of the emoji demo model, through ComfyUI's own nodes, in-process on the CPU.
 
-    .venv/bin/python demo/evaluate.py [--n 100] [--out docs]
+    .venv/bin/python demo/evaluate.py [--n 100] [--json output/demo_metrics.json] [--plot docs/images/demo_tradeoff.png]
 
-For held-out digits (never seen in training), each drawn in a random colour, background and stroke
-thickness, it asks for an edit to another digit and measures:
+On held-out scenes (object pair, order and background never seen together in training), each scene
+gets one edit, in two input sets: "canonical", the scenes as trained on, which their prompt fully
+describes (so a plain sample of the edit prompt already keeps the rest), and "varied", the same
+scenes with a background tint and object moves of up to 2 px that no prompt says (what an edit must
+take from the input image). Each edit is: one slot's object becomes another ("a red apple and a cat on blue" -> "a red apple
+and a dog on blue"). Per setting it measures:
 
-- edit success: the demo's digit classifier (trained by demo/train.py) reads the target digit;
-- faithfulness to the input: SSIM and RMS error between the edit and the input image, and the error
-  of the image's mean colour (the style that an edit should keep: stroke and background colours);
+- edit_success: the slot classifier reads the target object in the edited slot;
+- kept_object_success: it still reads the kept object in the other slot;
+- background_psnr, background_ssim: over everything outside the edited slot's 32 x 32 box (the kept
+  object and the background), against the input scene; *_to_autoencoder: against the autoencoder's
+  own reconstruction of it (the top-level "autoencoder" entry is that reconstruction against the
+  input: the ceiling of what any edit through this autoencoder can score);
+- network_calls: the network evaluations per scene in both passes, counted through the model (CFG's
+  unconditional half counted too).
 
-over sweeps of eta, gamma and the window's stop around the demo model's setting (gamma 0.25, eta
-0.9, stop 0.5), and at the paper's setting (gamma 0.5, eta 0.9, stop 0.25), with the workflow's
-settings otherwise: 28 steps of the simple scheduler at SD3's shift 3, inversion under the empty
-prompt at cfg 1, the edit at cfg 4 against the empty prompt. The nodes are the host's UNETLoader,
-VAELoader, VAEEncode/VAEDecode, BasicScheduler, FlipSigmas, CFGGuider, DisableNoise and
-SamplerCustomAdvanced with the pack's two samplers. It writes a JSON of the numbers and a plot of
-faithfulness against edit success (the paper's faithfulness-editability figure).
+The graph is workflows/sd35_semantic_edit.json's, node by node: UNETLoader + ModelSamplingSD3 (shift
+3), VAELoader, the demo text encoder (the loader node's own function) + CLIPTextEncode, VAEEncode,
+BasicScheduler (simple) + FlipSigmas, CFGGuider (the inversion at cfg 1 on the inversion prompt, the
+edit at cfg 4 against the empty prompt), DisableNoise, SamplerCustomAdvanced with the pack's
+RF-Inversion Sampler and Controlled Reverse Sampler, VAEDecode. The scenes run as one batch, each
+with its own prompt (a conditioning of batch N, which ComfyUI pairs with the latent batch).
+Settings: the paper's (gamma 0.5, eta 0.9, stop 0.25, 28 steps, euler) and sweeps of eta, gamma,
+stop, the solver (at equal network calls) and the inversion prompt around it.
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("TQDM_DISABLE", "1")  # the samplers' progress bars, 15 settings x 2 passes
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
+import graphs  # noqa: E402
+import scenes as S  # noqa: E402
 
 sys.path.insert(0, str(C.ROOT / "scripts"))
 import comfy_host  # noqa: E402
+import small_clip  # noqa: E402
 
-conditioning = C.demo_nodes().conditioning  # the demo prompt node's own function
-
-ETAS = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0]
-GAMMAS = [0.0, 0.25, 0.5, 0.75, 1.0]
-STOPS = [0.1, 0.25, 0.4, 0.5, 0.6]
-STEPS, CFG = 28, 4.0
-# The demo model's setting (see docs/demo.md: SD3's shift 3 makes the paper's stop 0.25 cover only
-# sigma 1 to 0.9, too short for this small model) and the paper's Flux setting.
-DEMO_SETTING = {"gamma": 0.25, "eta": 0.9, "stop": 0.5}
-PAPER_SETTING = {"gamma": 0.5, "eta": 0.9, "stop": 0.25}
-STOP = PAPER_SETTING["stop"]
+CFG = 4.0
+PAPER = {"name": "paper", "gamma": 0.5, "eta": 0.9, "start": 0.0, "stop": 0.25, "steps": 28, "solver": "euler",
+         "inversion_prompt": "", "cfg": CFG, "linked": False}
+SWEEPS = {"eta": [0.0, 0.5, 0.7, 1.0], "gamma": [0.0, 0.25, 0.75, 1.0], "stop": [0.1, 0.4, 0.6]}
 
 
-class DemoPipeline:
-    """The semantic-edit workflow's graph, node by node, on a batch of images."""
+def settings():
+    """The paper's setting, then one sweep at a time around it."""
+    out = [dict(PAPER, sweep="paper")]
+    for key, values in SWEEPS.items():
+        out += [dict(PAPER, name=f"{key}_{v:g}", sweep=key, **{key: v}) for v in values]
+    for solver in ("midpoint", "fireflow"):  # the paper's 28 network calls per pass
+        out.append(dict(PAPER, name=f"solver_{solver}", sweep="solver", solver=solver, steps=C.steps_for_calls(solver, 28)))
+    out.append(dict(PAPER, name="inversion_prompt_source", sweep="inversion_prompt", inversion_prompt="source"))
+    return out
 
-    def __init__(self, steps=STEPS):
+
+class Pipeline:
+    """The semantic-edit workflow's nodes on a batch of scenes."""
+
+    def __init__(self):
         self.nodes, self.pack = comfy_host.import_host()
         import folder_paths
         folder_paths.add_model_folder_path("diffusion_models", str(C.MODELS / "diffusion_models"))
         folder_paths.add_model_folder_path("vae", str(C.MODELS / "vae"))
-        n = self.node
-        model = self.nodes.UNETLoader().load_unet(C.UNET_NAME, "default")[0]
-        self.model = n("ModelSamplingSD3")().patch(model, 3.0)[0]
-        # Count the network calls rather than assume them: the post-CFG hook runs once per denoised
-        # estimate D, whether CFG batches the cond and uncond halves into one forward pass or not.
-        self.calls = 0
-        self.model.set_model_sampler_post_cfg_function(self._count)
-        self.vae = self.nodes.VAELoader().load_vae(C.VAE_NAME)[0]
-        self.steps = steps
-        self.sigmas, self.flipped = self.schedule(steps)
-        self.empty = conditioning("")
+        model = self.nodes.UNETLoader().load_unet(S.UNET_NAME, "default")[0]
+        self.model = self.node("ModelSamplingSD3")().patch(model, 3.0)[0]
+        self.calls = 0  # network evaluations per scene: counted where the model runs, cond and uncond
+        self.model.set_model_unet_function_wrapper(self._count)
+        self.vae = self.nodes.VAELoader().load_vae(S.VAE_NAME)[0]
+        self.clip = small_clip.load(S.CLIP_FILE)  # what RFDemoTextEncoderLoader returns for the file
+        self.empty = self.text([""])
 
-    def _count(self, args):
-        self.calls += 1
-        return args["denoised"]
-
-    def schedule(self, steps):
-        """The scheduler's sigmas for the reverse pass and their FlipSigmas for the inversion."""
-        sigmas = self.node("BasicScheduler").execute(self.model, "simple", steps, 1.0)[0]
-        return sigmas, self.node("FlipSigmas").execute(sigmas)[0]
+    def _count(self, apply_model, args):
+        self.calls += len(args["cond_or_uncond"])
+        return apply_model(args["input"], args["timestep"], **args["c"])
 
     def node(self, node_id):
         return self.nodes.NODE_CLASS_MAPPINGS[node_id]
+
+    def text(self, texts):
+        """CLIPTextEncode of each text, as one conditioning of batch len(texts)."""
+        conds = [self.nodes.CLIPTextEncode().encode(self.clip, t)[0][0] for t in texts]
+        return [[torch.cat([c[0] for c in conds]), {"pooled_output": torch.cat([c[1]["pooled_output"] for c in conds])}]]
 
     @torch.no_grad()  # ComfyUI's executor runs nodes under inference mode; a direct call does not
     def encode(self, images):
@@ -85,143 +100,101 @@ class DemoPipeline:
     def decode(self, latent):
         return self.node("VAEDecode")().decode(self.vae, latent)[0].permute(0, 3, 1, 2).clamp(0, 1)
 
+    def sigmas(self, steps):
+        return self.node("BasicScheduler").execute(self.model, "simple", steps, 1.0)[0]
+
     def sample(self, guider, sampler, sigmas, latent):
         noise = self.node("DisableNoise").execute()[0]
         return self.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, latent)[0]
 
-    def invert(self, latent, gamma, seed=0, solver="euler", steps=None):
-        guider = self.node("CFGGuider").execute(self.model, self.empty, self.empty, 1.0)[0]
-        sampler = self.node("RFInversionSampler").execute(gamma, seed, solver)[0]
-        flipped = self.flipped if steps in (None, self.steps) else self.schedule(steps)[1]
-        return self.sample(guider, sampler, flipped, latent)
+    def samplers(self, setting, reference):
+        inversion, reverse = graphs.sampler_inputs(setting, inversion_id=None)
+        inv = self.node("RFInversionSampler").execute(**{"gamma": 0.5, "seed": 0, "solver": "euler", **inversion})[0]
+        rev = self.node("ControlledReverseSampler").execute(reference=reference, **{
+            "eta": 0.9, "start": 0.0, "stop": 0.25, "eta_trend": "constant", "stochastic": False, "seed": 0, "solver": "euler",
+            **reverse})[0]
+        return inv, rev
 
-    def edit(self, inverted, reference, text, eta, stop=STOP, cfg=CFG, solver="euler", steps=None):
-        guider = self.node("CFGGuider").execute(self.model, conditioning(text), self.empty, cfg)[0]
-        sampler = self.node("ControlledReverseSampler").execute(reference, eta, 0.0, stop, "constant", False, 0, solver)[0]
-        sigmas = self.sigmas if steps in (None, self.steps) else self.schedule(steps)[0]
-        return self.sample(guider, sampler, sigmas, inverted)
+    def invert(self, latent, setting, inversion_cond):
+        guider = self.node("CFGGuider").execute(self.model, inversion_cond, inversion_cond, 1.0)[0]
+        sigmas = self.node("FlipSigmas").execute(self.sigmas(setting["steps"]))[0]
+        return self.sample(guider, self.samplers(setting, latent)[0], sigmas, latent)
+
+    def edit(self, inverted, reference, setting, edit_cond):
+        guider = self.node("CFGGuider").execute(self.model, edit_cond, self.empty, setting["cfg"])[0]
+        return self.sample(guider, self.samplers(setting, reference)[1], self.sigmas(setting["steps"]), inverted)
 
 
-def held_out_set(n, seed=1):
-    """n held-out digits in random styles, with a target digit other than their own for each."""
-    from safetensors.torch import load_file
-    data = load_file(str(C.TEST_DIGITS_FILE))
-    glyphs, labels = data["glyphs"].float()[:n] / 16, data["labels"].long()[:n]
+def edit_set(n, seed=1):
+    """n held-out scenes, each with a slot to edit and a target object in it (not the scene's other
+    object, not the one there): (triples (n, 3), slots (n,), targets (n,)). The same scenes for
+    both input sets."""
+    _, held = S.split()
     gen = torch.Generator().manual_seed(seed)
-    images = C.render(glyphs, *C.random_style(len(labels), gen))
-    targets = (labels + torch.randint(1, 10, labels.shape, generator=gen)) % 10
-    return images, labels, targets
+    pick = torch.randperm(len(held), generator=gen)[:n]
+    triples = torch.tensor(held)[pick]
+    slots = torch.randint(0, 2, (len(triples),), generator=gen)
+    targets = []
+    for (a, b, _), s in zip(triples.tolist(), slots.tolist()):
+        choices = [o for o in range(S.N_OBJ) if o not in (a, b)]
+        targets.append(choices[int(torch.randint(0, len(choices), (1,), generator=gen))])
+    return triples, slots, torch.tensor(targets)
 
 
-def mean_colour_error(a, b):
-    return (a.mean(dim=(2, 3)) - b.mean(dim=(2, 3))).norm(dim=1)
+def edited_triples(triples, slots, targets):
+    out = triples.clone()
+    out[torch.arange(len(out)), slots] = targets
+    return out
 
 
-def measure(pipe, classifier, images, targets, inverted_by_gamma, reference, gamma, eta, stop, **solver):
-    """The edit at (gamma, eta, stop) of every image to its target; ``solver`` (solver=, steps=) goes
-    to the reverse pass, the inversion's having been run with the same."""
-    out = torch.empty_like(images)
-    inverted = inverted_by_gamma[gamma]
-    for t in targets.unique().tolist():  # one prompt per batch: group the images by their target
-        idx = (targets == t).nonzero()[:, 0]
-        sub = {"samples": inverted["samples"][idx]}
-        ref = {"samples": reference["samples"][idx]}
-        out[idx] = pipe.decode(pipe.edit(sub, ref, f"a {t}", eta, stop=stop, **solver))
-    with torch.no_grad():
-        pred = classifier(out).argmax(1)
-    return out, {
-        "gamma": gamma, "eta": eta, "stop": stop,
-        "edit_success": float((pred == targets).float().mean()),
-        "ssim_to_input": float(C.ssim(out, images).mean()),
-        "rms_to_input": float((out - images).pow(2).flatten(1).mean(1).sqrt().mean()),
-        "mean_colour_error": float(mean_colour_error(out, images).mean()),
-        "finite": bool(torch.isfinite(out).all()),
-    }
+def background_metrics(images, reference, slots):
+    """PSNR and SSIM outside each image's edited slot, per image."""
+    psnr, ssim = torch.empty(len(images)), torch.empty(len(images))
+    for s in (0, 1):
+        idx = (slots == s).nonzero()[:, 0]
+        if len(idx):
+            mask = S.outside(s)
+            psnr[idx] = S.masked_psnr(images[idx], reference[idx], mask)
+            ssim[idx] = S.masked_ssim(images[idx], reference[idx], mask)
+    return psnr, ssim
 
 
-def load_astronaut():
-    """demo/inputs/astronaut.png (scikit-image's public-domain NASA photo, downscaled): (1, 3, 64, 64)."""
-    from PIL import Image
-    im = Image.open(C.INPUTS / "astronaut.png").convert("RGB")
-    return torch.tensor(list(im.get_flattened_data()), dtype=torch.float32).reshape(C.SIZE, C.SIZE, 3).permute(2, 0, 1)[None] / 255
-
-
-def round_trip(pipe, reference, solver, steps):
-    """Plain ODE inversion and back (gamma 0, eta 0, empty prompt at cfg 1) with ``solver``: the
-    decoded image and the network calls counted in each pass."""
+def measure(pipe, classifier, setting, data, inverted_cache):
+    """One setting on the whole edit set: its row of numbers and the edited images."""
+    images, latent, autoencoded, triples, slots, targets, source_cond, edit_cond = data
+    key = (setting["gamma"], setting["solver"], setting["steps"], setting["inversion_prompt"])
     pipe.calls = 0
-    inverted = pipe.invert(reference, 0.0, solver=solver, steps=steps)
-    forward = pipe.calls
-    back = pipe.decode(pipe.edit(inverted, reference, "", 0.0, cfg=1.0, solver=solver, steps=steps))
-    return back, forward, pipe.calls - forward
+    if key not in inverted_cache:
+        cond = source_cond if setting["inversion_prompt"] == "source" else pipe.empty
+        inverted_cache[key] = (pipe.invert(latent, setting, cond), pipe.calls)
+    inverted, inversion_calls = inverted_cache[key]
+    pipe.calls = 0
+    out = pipe.decode(pipe.edit(inverted, latent, setting, edit_cond))
+    kept = triples[torch.arange(len(triples)), 1 - slots]
+    edited_ok = torch.stack([classifier.read(out[i:i + 1], int(s))[0] for i, s in enumerate(slots)]) == targets
+    kept_ok = torch.stack([classifier.read(out[i:i + 1], 1 - int(s))[0] for i, s in enumerate(slots)]) == kept
+    psnr, ssim = background_metrics(out, images, slots)
+    psnr_ae, ssim_ae = background_metrics(out, autoencoded, slots)
+    row = {k: setting[k] for k in ("name", "gamma", "eta", "start", "stop", "steps", "solver", "inversion_prompt", "cfg", "linked")}
+    row.update(sweep=setting["sweep"], edit_success=float(edited_ok.float().mean()), kept_object_success=float(kept_ok.float().mean()),
+               background_psnr=float(psnr.mean()), background_ssim=float(ssim.mean()),
+               background_psnr_to_autoencoder=float(psnr_ae.mean()), background_ssim_to_autoencoder=float(ssim_ae.mean()),
+               network_calls=inversion_calls + pipe.calls, finite=bool(torch.isfinite(out).all()))
+    return row, out
 
 
-def solver_runs(solvers):
-    """(budget, solver, steps): each solver at each budget of network calls per pass, and fireflow at
-    the budget's steps as well (one call more). The eta window counts steps (stop 0.5 of 27 steps
-    is 14 steps, 0.52 of the schedule; of 7 steps, 4 steps, 0.57), so that row is the one whose
-    window matches euler's and midpoint's."""
-    return [(calls, solver, C.steps_for_calls(solver, calls)) for calls in C.SOLVER_BUDGETS for solver in solvers] + \
-        [(calls, "fireflow", calls) for calls in C.SOLVER_BUDGETS]
-
-
-def solver_table(pipe, classifier, images, targets, reference, photo, start):
-    """Each solver at equal network calls per pass: the digits' and the photo's reconstruction, and
-    the demo edit. The calls are counted through the model, and must match rf.network_calls."""
-    rf = pipe.pack.sampler
-    with torch.no_grad():
-        autoencoded = pipe.decode(reference)
-        photo_latent = pipe.encode(photo)
-        photo_autoencoded = pipe.decode(photo_latent)
-    rows, photos = [], {"input": photo, "autoencoder": photo_autoencoded}
-    d = DEMO_SETTING
-    for budget, solver, steps in solver_runs(rf.SOLVERS):
-        recon, forward, backward = round_trip(pipe, reference, solver, steps)
-        expected = rf.network_calls(solver, steps)
-        if not forward == backward == expected:
-            raise RuntimeError(f"{solver}, {steps} steps: counted {forward} and {backward} network calls, expected {expected}")
-        pipe.calls = 0
-        inverted = {d["gamma"]: pipe.invert(reference, d["gamma"], solver=solver, steps=steps)}
-        _, edit = measure(pipe, classifier, images, targets, inverted, reference, d["gamma"], d["eta"], d["stop"],
-                          solver=solver, steps=steps)
-        edit_calls = expected * (1 + len(targets.unique()))  # the reverse runs once per target digit
-        if pipe.calls != edit_calls:
-            raise RuntimeError(f"{solver}, {steps} steps: the edit made {pipe.calls} network calls, expected {edit_calls}")
-        photo_back, _, _ = round_trip(pipe, photo_latent, solver, steps)
-        if forward == budget:  # the photo strip shows the equal-call runs
-            photos[(solver, steps)] = photo_back
-        window = sum(1 for eta in rf.eta_schedule(steps, d["eta"], 0.0, d["stop"]) if eta)
-        row = {"budget": budget, "solver": solver, "steps": steps, "calls_per_pass": forward,
-               "eta_window": f"{window}/{steps}",
-               "recon_psnr": float(C.psnr(recon, images).mean()), "recon_ssim": float(C.ssim(recon, images).mean()),
-               "recon_psnr_to_autoencoder": float(C.psnr(recon, autoencoded).mean()),
-               "edit_success": edit["edit_success"], "edit_ssim": edit["ssim_to_input"],
-               "edit_colour_error": edit["mean_colour_error"],
-               "photo_psnr": float(C.psnr(photo_back, photo)), "photo_ssim": float(C.ssim(photo_back, photo)),
-               "photo_psnr_to_autoencoder": float(C.psnr(photo_back, photo_autoencoded))}
-        rows.append(row)
-        print(f"  {solver:8s} {steps:2d} steps, {forward} calls/pass: digits PSNR {row['recon_psnr']:.2f} "
-              f"(to autoencoder {row['recon_psnr_to_autoencoder']:.2f}) SSIM {row['recon_ssim']:.3f}; edit success "
-              f"{row['edit_success']:.2f} colour err {row['edit_colour_error']:.3f}; photo PSNR {row['photo_psnr']:.2f} "
-              f"(to autoencoder {row['photo_psnr_to_autoencoder']:.2f}) SSIM {row['photo_ssim']:.3f}  ({time.time() - start:.0f} s)", flush=True)
-    autoencoder = {"digits_psnr": float(C.psnr(autoencoded, images).mean()), "digits_ssim": float(C.ssim(autoencoded, images).mean()),
-                   "photo_psnr": float(C.psnr(photo_autoencoded, photo)), "photo_ssim": float(C.ssim(photo_autoencoded, photo))}
-    return rows, autoencoder, photos
-
-
-def plot(rows, path, marked):
-    """Faithfulness (SSIM to the input) against edit success: one curve per sweep (eta, gamma, stop),
-    and marked single settings. The axes are zoomed to the data."""
+def plot(rows, path, ceiling):
+    """Background PSNR against edit success: one curve per sweep, the paper's setting marked."""
     from PIL import Image, ImageDraw, ImageFont
     try:
         font = ImageFont.load_default(size=13)
     except TypeError:
         font = ImageFont.load_default()
     xs_all = [r["edit_success"] for r in rows]
-    ys_all = [r["ssim_to_input"] for r in rows]
-    x0, x1 = max(0.0, min(xs_all) - 0.05), min(1.0, max(xs_all) + 0.03)
-    y0, y1 = max(0.0, min(ys_all) - 0.03), min(1.0, max(ys_all) + 0.03)
-    W, H, L, B, T, R = 720, 520, 70, 60, 110, 40
+    ys_all = [r["background_psnr"] for r in rows] + [ceiling]
+    x0, x1 = max(0.0, min(xs_all) - 0.05), min(1.0, max(xs_all) + 0.05)
+    y0, y1 = min(ys_all) - 1.0, max(ys_all) + 1.0
+    W, H, L, B, T, R = 760, 540, 70, 60, 120, 40
     im = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(im)
     pw, ph = W - L - R, H - T - B
@@ -232,152 +205,96 @@ def plot(rows, path, marked):
         d.line([(xs(vx), T), (xs(vx), T + ph)], fill=(235, 235, 235))
         d.line([(L, ys(vy)), (L + pw, ys(vy))], fill=(235, 235, 235))
         d.text((xs(vx) - 12, T + ph + 6), f"{vx:.2f}", fill="black", font=font)
-        d.text((L - 40, ys(vy) - 7), f"{vy:.2f}", fill="black", font=font)
+        d.text((L - 44, ys(vy) - 7), f"{vy:.1f}", fill="black", font=font)
     d.rectangle([L, T, L + pw, T + ph], outline="black")
-    d.text((L + pw / 2 - 170, H - 28), "edit success: the classifier reads the target digit", fill="black", font=font)
-    d.text((10, 8), "Demo model: faithfulness (SSIM to the input) against edit success, held-out digits", fill="black", font=font)
-    ds = DEMO_SETTING
-    curves = (("eta", (200, 60, 30), f"eta sweep (gamma {ds['gamma']}, stop {ds['stop']})", "eta", (6, -16)),
-              ("gamma", (30, 90, 200), f"gamma sweep (eta {ds['eta']}, stop {ds['stop']})", "g", (6, 4)),
-              ("stop", (40, 150, 60), f"stop sweep (gamma {ds['gamma']}, eta {ds['eta']})", "stop", (-62, -6)))
-    for n, (key, colour, label, short, (dx, dy)) in enumerate(curves):
-        pts = [r for r in rows if r["sweep"] == key]
-        coords = [(xs(r["edit_success"]), ys(r["ssim_to_input"])) for r in pts]
-        d.line(coords, fill=colour, width=2)
+    d.line([(L, ys(ceiling)), (L + pw, ys(ceiling))], fill=(150, 150, 150), width=1)
+    d.text((L + 6, ys(ceiling) - 16), f"autoencoder's own reconstruction {ceiling:.1f} dB (the ceiling)", fill=(110, 110, 110), font=font)
+    d.text((L + pw / 2 - 200, H - 28), "edit success: the classifier reads the target emoji in the edited slot", fill="black", font=font)
+    d.text((10, 8), "Emoji demo model: background PSNR (dB, outside the edited slot) against edit success, held-out scenes "
+           "with a tint and moves no prompt says", fill="black", font=font)
+    curves = (("eta", (200, 60, 30)), ("gamma", (30, 90, 200)), ("stop", (40, 150, 60)), ("solver", (140, 60, 160)))
+    paper = next(r for r in rows if r["name"] == "paper")
+    for n, (key, colour) in enumerate(curves):
+        pts = sorted([r for r in rows if r["sweep"] == key] + ([paper] if key != "solver" else []),
+                     key=lambda r: r[key] if key != "solver" else r["name"])
+        coords = [(xs(r["edit_success"]), ys(r["background_psnr"])) for r in pts]
+        if key != "solver" and len(coords) > 1:
+            d.line(coords, fill=colour, width=2)
         for (x, y), r in zip(coords, pts):
             d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-            d.text((x + dx, y + dy), f"{short} {r[key]:g}", fill=colour, font=font)
-        ly = 32 + 18 * n
+            label = r["solver"] if key == "solver" else f"{key} {r[key]:g}"
+            d.text((x + 6, y - 16 + 12 * (n % 2)), label, fill=colour, font=font)
+        ly = 30 + 18 * n
         d.line([(14, ly + 7), (34, ly + 7)], fill=colour, width=3)
-        d.text((40, ly), label, fill=colour, font=font)
-    for r, name in marked:
-        x, y = xs(r["edit_success"]), ys(r["ssim_to_input"])
-        d.rectangle([x - 5, y - 5, x + 5, y + 5], outline="black", width=2)
-        d.text((x - 190, y + 8), name, fill="black", font=font)
+        d.text((40, ly), f"{key} sweep around the paper's setting" if key != "solver" else "solvers at 28 calls a pass",
+               fill=colour, font=font)
+    x, y = xs(paper["edit_success"]), ys(paper["background_psnr"])
+    d.rectangle([x - 6, y - 6, x + 6, y + 6], outline="black", width=2)
+    d.text((x + 8, y + 6), "paper (g .5, eta .9, stop .25)", fill="black", font=font)
     im.save(path)
 
 
-def save_small_png(image_hwc, path):
-    """Save (H, W, 3) in [0, 1] as a palette PNG (a few times smaller than RGB for these images)."""
-    from PIL import Image
-    Image.fromarray((image_hwc * 255).round().byte().numpy()).quantize(colors=256).save(path)
+INPUT_SETS = {
+    "canonical": "the scenes as the model was trained on them: the prompt says everything in them",
+    "varied": "the same scenes with a background tint and object moves of up to 2 px that no prompt says",
+}
 
 
-def run_sweeps(pipe, classifier, images, targets, reference, autoencoded, images_dir, start):
-    """The reconstruction and the eta, gamma and stop sweeps with the workflow's euler, 28 steps;
-    writes the plot and the examples strip. Returns the reconstruction's row and the sweeps' rows."""
-    inverted = {}
-    for gamma in sorted(set(GAMMAS)):
-        inverted[gamma] = pipe.invert(reference, gamma)
-        print(f"  inverted at gamma {gamma} ({time.time() - start:.0f} s)", flush=True)
-
-    # Reconstruction: plain ODE inversion and back under the empty prompt (gamma 0, eta 0, cfg 1).
-    recon = pipe.decode(pipe.edit(inverted[0.0], reference, "", 0.0, cfg=1.0))
-    recon_row = {"ssim_to_input": float(C.ssim(recon, images).mean()),
-                 "rms_to_input": float((recon - images).pow(2).flatten(1).mean(1).sqrt().mean()),
-                 "rms_to_autoencoder": float((recon - autoencoded).pow(2).flatten(1).mean(1).sqrt().mean()),
-                 "edit_success": float((classifier(recon).argmax(1) == targets).float().mean())}
-    print(f"  reconstruction (gamma 0, eta 0, empty prompt): SSIM {recon_row['ssim_to_input']:.3f}, "
-          f"RMS {recon_row['rms_to_input']:.4f} (to the autoencoder's own reconstruction {recon_row['rms_to_autoencoder']:.4f})", flush=True)
-
-    rows, examples = [], {}
-    d = DEMO_SETTING
-    settings = ([("eta", d["gamma"], eta, d["stop"]) for eta in ETAS] + [("gamma", g, d["eta"], d["stop"]) for g in GAMMAS]
-                + [("stop", d["gamma"], d["eta"], stop) for stop in STOPS]
-                + [("paper", PAPER_SETTING["gamma"], PAPER_SETTING["eta"], PAPER_SETTING["stop"])])
-    for sweep, gamma, eta, stop in settings:
-        edited, row = measure(pipe, classifier, images, targets, inverted, reference, gamma, eta, stop)
-        row["sweep"] = sweep
-        rows.append(row)
-        examples[(gamma, eta, stop)] = edited
-        print(f"  {sweep:5s} gamma {gamma:4.2f} eta {eta:4.2f} stop {stop:4.2f}: success {row['edit_success']:.2f}  SSIM {row['ssim_to_input']:.3f}  "
-              f"RMS {row['rms_to_input']:.3f}  colour err {row['mean_colour_error']:.3f}  ({time.time() - start:.0f} s)", flush=True)
-
-    paper = next(r for r in rows if r["sweep"] == "paper")
-    plot(rows, images_dir / "demo_tradeoff.png", [(paper, "paper's setting (g .5, eta .9, stop .25)")])
-    # A strip of examples: input, then the edit at each eta (the demo setting's gamma and stop).
-    k = 8
-    strip = torch.cat([images[:k]] + [examples[(d["gamma"], eta, d["stop"])][:k] for eta in ETAS], dim=0)
-    grid = strip.reshape(1 + len(ETAS), k, 3, C.SIZE, C.SIZE).permute(0, 3, 1, 4, 2).reshape((1 + len(ETAS)) * C.SIZE, k * C.SIZE, 3)
-    save_small_png(grid, images_dir / "demo_eta_examples.png")
-    print(f"wrote {images_dir / 'demo_tradeoff.png'}, {images_dir / 'demo_eta_examples.png'}", flush=True)
-    return recon_row, rows
-
-
-def save_photo_strip(photos, rows, path, scale=2):
-    """The photo, its autoencoder reconstruction, then each solver's round trip at each budget, each
-    captioned with its PSNR to the photo and to the autoencoder's reconstruction (the ceiling)."""
-    from PIL import Image, ImageDraw, ImageFont
-    try:
-        font = ImageFont.load_default(size=12)
-    except TypeError:
-        font = ImageFont.load_default()
-    psnr = {(r["solver"], r["steps"]): r for r in rows}
-    tiles = [(photos["input"], "input", ""), (photos["autoencoder"], "autoencoder only", "(the ceiling)")]
-    for (solver, steps), image in ((k, v) for k, v in photos.items() if isinstance(k, tuple)):
-        r = psnr[(solver, steps)]
-        tiles.append((image, f"{solver}, {r['calls_per_pass']} calls",
-                      f"{r['photo_psnr']:.1f} / {r['photo_psnr_to_autoencoder']:.1f} dB"))
-    side, cap = C.SIZE * scale, 32
-    sheet = Image.new("RGB", (len(tiles) * side, side + cap), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (image, line1, line2) in enumerate(tiles):
-        im = Image.fromarray((image[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy())
-        sheet.paste(im.resize((side, side), Image.NEAREST), (i * side, 0))
-        draw.text((i * side + 3, side + 2), line1, fill="black", font=font)
-        draw.text((i * side + 3, side + 16), line2, fill="black", font=font)
-    sheet.quantize(colors=256).save(path, optimize=True)
+def input_data(pipe, classifier, objects, n, inputs):
+    """The edit set's images, latents, autoencoder reconstructions, prompts' conditionings."""
+    triples, slots, targets = edit_set(n)
+    tint, shift = S.unprompted_variation(len(triples), torch.Generator().manual_seed(2)) if inputs == "varied" else (None, None)
+    images = S.render(objects, triples[:, 0], triples[:, 1], triples[:, 2], tint=tint, shift=shift)
+    latent = pipe.encode(images)
+    autoencoded = pipe.decode(latent)
+    source_cond = pipe.text([S.prompt(*t) for t in triples.tolist()])
+    edit_cond = pipe.text([S.prompt(*t) for t in edited_triples(triples, slots, targets).tolist()])
+    read = torch.stack([classifier.read(images, s) == triples[:, s] for s in (0, 1)]).float().mean()
+    read_ae = torch.stack([classifier.read(autoencoded, s) == triples[:, s] for s in (0, 1)]).float().mean()
+    ae_psnr, ae_ssim = background_metrics(autoencoded, images, slots)
+    summary = {"about": INPUT_SETS[inputs], "classifier_accuracy_inputs": float(read),
+               "classifier_accuracy_autoencoder": float(read_ae),
+               "autoencoder": {"background_psnr": float(ae_psnr.mean()), "background_ssim": float(ae_ssim.mean())}}
+    print(f"{inputs} inputs ({INPUT_SETS[inputs]}): classifier accuracy {read:.3f} on them, {read_ae:.3f} on their "
+          f"autoencoder reconstructions; autoencoder outside the edited slot: PSNR {ae_psnr.mean():.2f} dB, "
+          f"SSIM {ae_ssim.mean():.3f}", flush=True)
+    return (images, latent, autoencoded, triples, slots, targets, source_cond, edit_cond), summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=100, help="held-out digits per setting")
-    parser.add_argument("--images", default=str(C.ROOT / "docs" / "images"), help="where the plot and examples go")
-    parser.add_argument("--json", default=str(C.ROOT / "output" / "demo_metrics.json"), help="the sweeps' numbers")
-    parser.add_argument("--solvers-json", default=str(C.ROOT / "output" / "demo_solvers.json"), help="the solver table's numbers")
-    parser.add_argument("--only", choices=("sweeps", "solvers"), help="run only the sweeps, or only the solver table")
+    parser.add_argument("--n", type=int, default=100, help="held-out scenes (one edit each)")
+    parser.add_argument("--json", default=str(C.ROOT / "output" / "demo_metrics.json"))
+    parser.add_argument("--plot", default=str(C.ROOT / "docs" / "images" / "demo_tradeoff.png"))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the JSON of the last run")
+    parser.add_argument("--only", nargs="*", help="only these settings, by name")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     start = time.time()
-    images_dir, json_path, solvers_path = Path(opts.images), Path(opts.json), Path(opts.solvers_json)
-    images_dir.mkdir(parents=True, exist_ok=True)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    solvers_path.parent.mkdir(parents=True, exist_ok=True)
-    if opts.plot_only:
-        rows = json.loads(json_path.read_text())["sweeps"]
-        plot(rows, images_dir / "demo_tradeoff.png", [(next(r for r in rows if r["sweep"] == "paper"), "paper's setting (g .5, eta .9, stop .25)")])
-        return
-    pipe = DemoPipeline()
-    classifier = C.load_classifier()
-    images, labels, targets = held_out_set(opts.n)
-    reference = pipe.encode(images)
-    with torch.no_grad():
-        recon_images = pipe.decode(reference)
-        acc_inputs = float((classifier(images).argmax(1) == labels).float().mean())
-        acc_recon = float((classifier(recon_images).argmax(1) == labels).float().mean())
-    print(f"{opts.n} held-out digits; classifier accuracy {acc_inputs:.3f} on them, {acc_recon:.3f} on their "
-          f"autoencoder reconstructions; autoencoder SSIM {float(C.ssim(recon_images, images).mean()):.3f}", flush=True)
-
-    if opts.only != "solvers":
-        t = time.time()
-        recon_row, rows = run_sweeps(pipe, classifier, images, targets, reference, recon_images, images_dir, start)
-        result = {"n": opts.n, "steps": STEPS, "cfg": CFG, "demo_setting": DEMO_SETTING, "paper_setting": PAPER_SETTING,
-                  "classifier_accuracy_inputs": acc_inputs, "classifier_accuracy_autoencoder": acc_recon,
-                  "reconstruction": recon_row, "sweeps": rows, "targets": targets.tolist(), "labels": labels.tolist(),
-                  "seconds": round(time.time() - t, 1)}
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {json_path} ({time.time() - start:.0f} s)", flush=True)
-    if opts.only != "sweeps":
-        t = time.time()
-        print(f"solvers at equal network calls per pass {C.SOLVER_BUDGETS}; demo edit {DEMO_SETTING}", flush=True)
-        rows, autoencoder, photos = solver_table(pipe, classifier, images, targets, reference, load_astronaut(), start)
-        save_photo_strip(photos, rows, images_dir / "demo_solvers_astronaut.png")
-        result = {"n": opts.n, "budgets": C.SOLVER_BUDGETS, "cfg": CFG, "demo_setting": DEMO_SETTING, "autoencoder": autoencoder,
-                  "solvers": rows, "seconds": round(time.time() - t, 1), "threads": opts.threads}
-        solvers_path.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {solvers_path}, {images_dir / 'demo_solvers_astronaut.png'} ({time.time() - start:.0f} s)", flush=True)
+    pipe = Pipeline()
+    classifier = S.load_classifier()
+    objects = S.load_objects()
+    rows, inputs_summary = [], {}
+    for inputs in INPUT_SETS:
+        data, inputs_summary[inputs] = input_data(pipe, classifier, objects, opts.n, inputs)
+        cache = {}
+        for setting in settings():
+            if opts.only and setting["name"] not in opts.only:
+                continue
+            row, _ = measure(pipe, classifier, setting, data, cache)
+            row["inputs"] = inputs
+            rows.append(row)
+            print(f"  {inputs:9s} {row['name']:24s} edit {row['edit_success']:.2f}  kept {row['kept_object_success']:.2f}  "
+                  f"background PSNR {row['background_psnr']:.2f} dB (to autoencoder {row['background_psnr_to_autoencoder']:.2f})  "
+                  f"SSIM {row['background_ssim']:.3f}  calls {row['network_calls']}  ({time.time() - start:.0f} s)", flush=True)
+    result = {"n": opts.n, "seconds": round(time.time() - start, 1), "threads": opts.threads, "inputs": inputs_summary,
+              "settings": rows}
+    Path(opts.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(opts.json).write_text(json.dumps(result, indent=1) + "\n")
+    if not opts.only:
+        Path(opts.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot([r for r in rows if r["inputs"] == "varied"], opts.plot, inputs_summary["varied"]["autoencoder"]["background_psnr"])
+    print(f"wrote {opts.json}{'' if opts.only else ' and ' + opts.plot} in {time.time() - start:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,29 @@
-"""The shipped workflows, turned into API prompts for the demo model.
+"""The shipped workflows, turned into API prompts for a demo model.
 
 The demo runs the graphs in ``workflows/`` as they ship, converted by ``scripts/workflow_api.py``'s
 ``to_api`` against the running server's ``/object_info``. Only the nodes that name a model family
 are swapped for the demo model's:
 
 - model loaders (``CheckpointLoaderSimple``, ``UNETLoader``, ``VAELoader``) load the demo's MMDiT and
-  TAESD; text-encoder loaders (``TripleCLIPLoader``, ``DualCLIPLoader``, ``CLIPLoader``) go;
-- ``CLIPTextEncode`` becomes the demo's ``RFDemoDigitPrompt`` with the demo's prompt;
-- ``ModelSamplingFlux`` becomes ``ModelSamplingSD3`` (shift 3): the demo model is an SD3-family model,
-  and Flux's model sampling would hand it the timestep sigma instead of 1000 * sigma.
+  TAESD;
+- the emoji model (``EMOJI``, the default): the text-encoder loaders (``TripleCLIPLoader``,
+  ``DualCLIPLoader``, ``CLIPLoader``) become one ``RFDemoTextEncoderLoader`` with the model's small
+  text encoder; ``CLIPTextEncode`` stays, and encodes the typed prompt;
+- the digit model (``DIGITS``, the session tests' fast model): the text-encoder loaders go and
+  ``CLIPTextEncode`` becomes the demo's ``RFDemoDigitPrompt``;
+- ``ModelSamplingFlux`` becomes ``ModelSamplingSD3`` (shift 3): the demo models are SD3-family models,
+  and Flux's model sampling would hand them the timestep sigma instead of 1000 * sigma.
 
 Every sampler, scheduler, guider, SplitSigmas/FlipSigmas and image node stays as the workflow has it.
+A setting (a dict: gamma, eta, start, stop, steps, solver, cfg, inversion_prompt, ...) drives the
+graph through ``configure``; ``sampler_inputs`` is the one place that turns it into the two RF
+samplers' inputs.
 """
 import json
 import sys
 
 import common as C
+import scenes as S
 
 sys.path.insert(0, str(C.ROOT / "scripts"))
 from workflow_api import to_api  # noqa: E402
@@ -25,6 +33,8 @@ EDIT_WORKFLOW = WORKFLOWS / "sd35_semantic_edit.json"
 STROKE_WORKFLOW = WORKFLOWS / "flux_stroke_to_image.json"
 
 TEXT_LOADERS = {"TripleCLIPLoader", "DualCLIPLoader", "CLIPLoader", "QuadrupleCLIPLoader"}
+EMOJI = {"unet": S.UNET_NAME, "vae": S.VAE_NAME, "clip": S.CLIP_NAME}
+DIGITS = {"unet": C.UNET_NAME, "vae": C.VAE_NAME, "clip": None}
 
 
 def load_workflow(path):
@@ -33,29 +43,39 @@ def load_workflow(path):
     return json.loads(path.read_text())
 
 
-def for_demo_model(prompt):
-    """Swap the loaders, text encoders and model sampling of an API prompt for the demo model's."""
+def for_demo_model(prompt, model=EMOJI):
+    """Swap the loaders, text encoders and model sampling of an API prompt for a demo model's."""
     prompt = json.loads(json.dumps(prompt))
     remap = {}  # (node id, output slot) -> [node id, slot] for links to replaced nodes
     next_id = max(int(k) for k in prompt) + 1
+    clip_id = None
+    if model["clip"]:
+        clip_id = str(next_id)
+        next_id += 1
+        prompt[clip_id] = {"class_type": "RFDemoTextEncoderLoader", "inputs": {"clip_name": model["clip"]},
+                           "_meta": {"title": "Load Demo Text Encoder (small CLIP)"}}
     for node_id, node in list(prompt.items()):
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "CheckpointLoaderSimple":  # MODEL, CLIP, VAE -> UNETLoader + VAELoader
             del prompt[node_id]
             unet_id, vae_id = str(next_id), str(next_id + 1)
             next_id += 2
-            prompt[unet_id] = {"class_type": "UNETLoader", "inputs": {"unet_name": C.UNET_NAME, "weight_dtype": "default"},
+            prompt[unet_id] = {"class_type": "UNETLoader", "inputs": {"unet_name": model["unet"], "weight_dtype": "default"},
                                "_meta": {"title": "Load Diffusion Model (demo MMDiT)"}}
-            prompt[vae_id] = {"class_type": "VAELoader", "inputs": {"vae_name": C.VAE_NAME}, "_meta": {"title": "Load VAE (demo TAESD)"}}
+            prompt[vae_id] = {"class_type": "VAELoader", "inputs": {"vae_name": model["vae"]}, "_meta": {"title": "Load VAE (demo TAESD)"}}
             remap[(node_id, 0)] = [unet_id, 0]
             remap[(node_id, 2)] = [vae_id, 0]
+            if clip_id:
+                remap[(node_id, 1)] = [clip_id, 0]
         elif kind == "UNETLoader":
-            inputs.update(unet_name=C.UNET_NAME, weight_dtype="default")
+            inputs.update(unet_name=model["unet"], weight_dtype="default")
         elif kind == "VAELoader":
-            inputs.update(vae_name=C.VAE_NAME)
+            inputs.update(vae_name=model["vae"])
         elif kind in TEXT_LOADERS:
             del prompt[node_id]
-        elif kind == "CLIPTextEncode":
+            if clip_id:
+                remap[(node_id, 0)] = [clip_id, 0]
+        elif kind == "CLIPTextEncode" and not clip_id:
             node["class_type"] = "RFDemoDigitPrompt"
             node["inputs"] = {"text": inputs.get("text", "")}
         elif kind == "ModelSamplingFlux":
@@ -76,32 +96,50 @@ def nodes_of(prompt, kind):
     return [n for n in prompt.values() if n["class_type"] == kind]
 
 
-def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None, split=None, steps=None, cfg=None,
-              solver=None, linked=None):
-    """Set the demo's input image, prompt, sampler settings and output names on a converted prompt.
-    ``solver`` goes to both RF samplers (the inversion and the reverse use the same); ``linked`` turns
-    the exact path on (the inversion records, the reverse's inversion input is wired to it) or off."""
+def sampler_inputs(setting, inversion):
+    """The RF-Inversion Sampler's and the Controlled Reverse Sampler's inputs for ``setting``; an
+    input the setting leaves out (or sets to None) keeps the workflow's value. ``inversion`` is what
+    the reverse's inversion input gets when the setting is ``linked`` (the exact path): the
+    RF-Inversion Sampler's output, a link [node id, 0] in a prompt or its SAMPLER in-process; unlinked,
+    that input is None (left unconnected). One place: a new input of either sampler is one key here."""
+    pick = lambda keys: {k: setting[k] for k in keys if setting.get(k) is not None}  # noqa: E731
+    inputs = (pick(("gamma", "seed", "solver")), pick(("eta", "start", "stop", "eta_trend", "stochastic", "solver")))
+    if setting.get("linked") is not None:
+        inputs[0]["record_path"] = bool(setting["linked"])
+        inputs[1]["inversion"] = inversion if setting["linked"] else None
+    return inputs
+
+
+def configure(prompt, *, image, edit_text, name, inversion_prompt="", split=None, steps=None, cfg=None, **setting):
+    """Set the input image, the prompts, the samplers' settings and the output names on a converted
+    prompt. ``setting`` goes to the two RF samplers (``sampler_inputs``); ``inversion_prompt`` is the
+    inversion guider's prompt (the workflow's empty prompt when ""); ``split`` is the stroke
+    workflow's start step (SplitSigmas); ``cfg`` the edit guider's."""
     for node in nodes_of(prompt, "LoadImage"):
         node["inputs"]["image"] = image
-    prompts = nodes_of(prompt, "RFDemoDigitPrompt")
-    edit = [n for n in prompts if n["inputs"]["text"].strip()]
+    text_kind = "CLIPTextEncode" if nodes_of(prompt, "RFDemoTextEncoderLoader") else "RFDemoDigitPrompt"
+    edit = [n for n in nodes_of(prompt, text_kind) if n["inputs"]["text"].strip()]
     if len(edit) != 1:
         raise ValueError(f"expected one non-empty prompt (the edit prompt) in the workflow, found {len(edit)}")
     edit[0]["inputs"]["text"] = edit_text
-    for node in nodes_of(prompt, "RFInversionSampler"):
-        if gamma is not None:
-            node["inputs"]["gamma"] = gamma
-    if solver is not None:
-        for node in nodes_of(prompt, "RFInversionSampler") + nodes_of(prompt, "ControlledReverseSampler"):
-            node["inputs"]["solver"] = solver
+    if inversion_prompt:
+        if text_kind != "CLIPTextEncode":
+            raise ValueError("an inversion prompt needs the emoji model's text encoder")
+        guider = [n for n in nodes_of(prompt, "CFGGuider") if n["inputs"]["cfg"] == 1]
+        if len(guider) != 1:
+            raise ValueError("expected one CFGGuider at cfg 1 (the inversion's) in the workflow")
+        node_id = str(max(int(k) for k in prompt) + 1)
+        prompt[node_id] = {"class_type": "CLIPTextEncode", "inputs": {"text": inversion_prompt, "clip": edit[0]["inputs"]["clip"]},
+                           "_meta": {"title": "CLIP Text Encode (inversion prompt)"}}
+        guider[0]["inputs"]["positive"] = [node_id, 0]
+    (inversion_id, inversion_node), = [(k, n) for k, n in prompt.items() if n["class_type"] == "RFInversionSampler"]
+    inversion, reverse = sampler_inputs(setting, [inversion_id, 0])
+    inversion_node["inputs"].update(inversion)
     for node in nodes_of(prompt, "ControlledReverseSampler"):
-        if eta is not None:
-            node["inputs"]["eta"] = eta
-        if stop is not None:
-            node["inputs"]["stop"] = stop
-    if linked is not None:
-        link(prompt, linked)
-    if split is not None:  # the stroke workflow's start step s (SplitSigmas)
+        node["inputs"].update(reverse)
+        if node["inputs"].get("inversion", ()) is None:  # unlinked: the input left unconnected
+            del node["inputs"]["inversion"]
+    if split is not None:
         for node in nodes_of(prompt, "SplitSigmas"):
             node["inputs"]["step"] = split
     if steps is not None:
@@ -117,21 +155,9 @@ def configure(prompt, *, image, edit_text, name, gamma=None, eta=None, stop=None
     return prompt
 
 
-def link(prompt, linked):
-    """The exact path on or off: record_path on the RF-Inversion Sampler, and the Controlled Reverse
-    Sampler's inversion input wired from it (as a workflow wires it) or left unconnected."""
-    [inversion] = [k for k, n in prompt.items() if n["class_type"] == "RFInversionSampler"]
-    prompt[inversion]["inputs"]["record_path"] = bool(linked)
-    for node in nodes_of(prompt, "ControlledReverseSampler"):
-        if linked:
-            node["inputs"]["inversion"] = [inversion, 0]
-        else:
-            node["inputs"].pop("inversion", None)
+def edit_prompt(object_info, model=DIGITS, **settings):
+    return configure(for_demo_model(to_api(load_workflow(EDIT_WORKFLOW), object_info), model), **settings)
 
 
-def edit_prompt(object_info, **settings):
-    return configure(for_demo_model(to_api(load_workflow(EDIT_WORKFLOW), object_info)), **settings)
-
-
-def stroke_prompt(object_info, **settings):
-    return configure(for_demo_model(to_api(load_workflow(STROKE_WORKFLOW), object_info)), **settings)
+def stroke_prompt(object_info, model=DIGITS, **settings):
+    return configure(for_demo_model(to_api(load_workflow(STROKE_WORKFLOW), object_info), model), **settings)

@@ -1,5 +1,12 @@
-"""The demo model's prompt node (a V3 node pack that only the demo's server loads; it is not part of
-the RF-Inversion pack's public node list).
+"""The demo models' nodes (a V3 node pack that only the demo's server loads; it is not part of the
+RF-Inversion pack's public node list).
+
+``Load Demo Text Encoder`` loads the emoji model's text encoder (demo/models/text_encoders): a small
+CLIP text transformer trained with the model, with ComfyUI's own CLIP tokenizer, returned as a real
+CLIP that the stock ``CLIPTextEncode`` encodes a typed prompt with. ComfyUI's ``CLIPLoader`` cannot
+load it: it builds CLIP-L, -G and -H from fixed configs (768 wide and more, 12 layers and more), and
+reads no size from the file. This node builds the same classes at the size the file's metadata gives
+(scripts/small_clip.py).
 
 The demo's flow model is conditioned on a digit class, not on text through a text encoder: ComfyUI's
 text encoders (CLIP, T5) are hundreds of megabytes. ``Digit Prompt`` reads a digit from a short
@@ -8,6 +15,10 @@ one-hot (ten digits and the empty prompt) as SD3's pooled vector and as one cont
 with no digit in it is the empty prompt, the unconditional model that inversion uses.
 """
 import re
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 NULL_CLASS, N_COND = 10, 11
@@ -54,8 +65,31 @@ async def comfy_entrypoint():
         def execute(cls, text) -> io.NodeOutput:
             return io.NodeOutput(conditioning(text))
 
+    class DemoTextEncoderLoader(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            import folder_paths
+            return io.Schema(
+                node_id="RFDemoTextEncoderLoader",
+                display_name="Load Demo Text Encoder (RF-Inversion demo)",
+                category="advanced/loaders",
+                description="Loads the emoji demo model's small text encoder from models/text_encoders: ComfyUI's CLIP "
+                            "tokenizer and CLIP text transformer at the size the file gives. Encode prompts with the "
+                            "ordinary CLIP Text Encode node.",
+                inputs=[io.Combo.Input("clip_name", options=folder_paths.get_filename_list("text_encoders"))],
+                outputs=[io.Clip.Output()],
+            )
+
+        @classmethod
+        def execute(cls, clip_name) -> io.NodeOutput:
+            import folder_paths
+            if str(SCRIPTS) not in sys.path:
+                sys.path.insert(0, str(SCRIPTS))
+            import small_clip
+            return io.NodeOutput(small_clip.load(folder_paths.get_full_path_or_raise("text_encoders", clip_name)))
+
     class DemoExtension(ComfyExtension):
         async def get_node_list(self):
-            return [DigitPrompt]
+            return [DigitPrompt, DemoTextEncoderLoader]
 
     return DemoExtension()

@@ -14,7 +14,6 @@
   of one frame), or the Wan 2.2 one (48 channels, 1/16 in space and 1/4 in time) at a small width.
 """
 import functools
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ if str(ROOT / "scripts") not in sys.path:
     sys.path.insert(0, str(ROOT / "scripts"))
 
 import exact_models  # noqa: E402
+import small_clip  # noqa: E402
 
 CATEGORY = "testing/rf_inversion"
 WIDTH = 64  # text width: context and pooled dimension of every tiny model
@@ -61,29 +61,8 @@ FAMILY_CONFIGS = {
 }
 
 
-def _init_(module, seed):
-    """Seeded initialisation: norms to identity, biases to zero, the rest N(0, 1/fan_in)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if "norm" in name.lower() or name.endswith("ln_q.weight") or name.endswith("ln_k.weight"):
-                value = torch.ones(p.shape) if leaf == "weight" else torch.zeros(p.shape)
-            elif leaf == "bias" or p.ndim == 0:
-                value = torch.zeros(p.shape) if p.ndim else p.detach().clone().float()
-            else:
-                fan_in = math.prod(p.shape[1:]) if p.ndim > 1 else p.shape[0]
-                value = torch.randn(p.shape, generator=generator) / math.sqrt(max(fan_in, 1))
-            p.copy_(value.to(p.dtype))
-    return module
-
-
-def _checked(module):
-    """Every parameter and buffer finite: comfy.ops and register_buffer leave memory uninitialised."""
-    bad = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise RuntimeError(f"tiny model left uninitialised: {bad}")
-    return module
+_init_ = small_clip.seeded_init_
+_checked = small_clip.checked
 
 
 @functools.lru_cache(maxsize=None)
@@ -122,25 +101,10 @@ def tiny_model(architecture, seed):
     raise ValueError(f"unknown architecture {architecture!r}")
 
 
-class TinyTextEncoder(torch.nn.Module):
-    """ComfyUI's SD1ClipModel wrapper around its CLIP text transformer, at a small width."""
-
-    def __new__(cls, device="cpu", dtype=None, model_options={}):
-        import comfy.sd1_clip
-        return comfy.sd1_clip.SD1ClipModel(device=device, dtype=dtype, model_options=model_options,
-                                           clip_model=comfy.sd1_clip.SDClipModel,
-                                           textmodel_json_config=dict(TEXT_CONFIG))
-
-
 @functools.lru_cache(maxsize=None)
 def tiny_clip(seed):
-    import comfy.sd
-    import comfy.sd1_clip
-    import comfy.supported_models_base
-    target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinyTextEncoder)
-    clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
-    _checked(_init_(clip.cond_stage_model, seed))
-    return clip
+    """ComfyUI's CLIP tokenizer and text transformer at width 64, two layers, seeded."""
+    return small_clip.build_clip(TEXT_CONFIG, seed=seed)
 
 
 def _autoencoder(architecture):

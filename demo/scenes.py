@@ -1,0 +1,201 @@
+"""The emoji scenes of the demo's default model: vocabulary, renderer, prompts, held-out split, the
+model files and the slot classifier.
+
+A scene is 64 x 64: a plain background of a named colour, and two emoji of 28 px in two slots (left,
+right), centred vertically. Its prompt names both and the background: "a red apple and a cat on
+blue". An edit changes one slot's object; the other object and the background should stay.
+
+The emoji are Google's Noto Emoji images from the npm package emoji-datasource-google 16.0.0
+(Apache License 2.0: see demo/NOTICE-emoji.txt). Training reads them from the package; the 20
+that the vocabulary uses ship at 28 px in demo/eval/emoji_objects.safetensors for the demo and the
+tests (nothing downloads there).
+"""
+import itertools
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import common as C
+
+# (the prompt's name, the package's short_name): distinct shapes and colours at 28 px
+VOCAB = [("red apple", "apple"), ("green apple", "green_apple"), ("pear", "pear"), ("lemon", "lemon"),
+         ("tangerine", "tangerine"), ("banana", "banana"), ("grapes", "grapes"), ("strawberry", "strawberry"),
+         ("cherries", "cherries"), ("tomato", "tomato"), ("cat", "cat"), ("dog", "dog"), ("frog", "frog"),
+         ("pig", "pig"), ("tiger", "tiger"), ("sun", "sunny"), ("moon", "full_moon"), ("cloud", "cloud"),
+         ("star", "star"), ("heart", "heart")]
+NAMES = [n for n, _ in VOCAB]
+N_OBJ = len(VOCAB)
+PALETTE = {"white": (0.96, 0.96, 0.96), "gray": (0.50, 0.50, 0.52), "blue": (0.27, 0.43, 0.86),
+           "pink": (0.94, 0.63, 0.75), "purple": (0.50, 0.31, 0.67), "teal": (0.16, 0.60, 0.58)}
+BACKGROUNDS = list(PALETTE)
+N_BG = len(BACKGROUNDS)
+
+OBJ = 28                         # object side in pixels
+SLOT_X = (2, 34)                 # left edge of each slot's object
+SLOT_Y = 18                      # top edge of both
+BOX = 32                         # the slot's box (the object and a 2 px margin): what an edit may change
+SLOTS = ("left", "right")
+
+PACKAGE = "emoji-datasource-google@16.0.0"
+CACHE = Path(os.environ.get("RFDEMO_EMOJI_CACHE", Path.home() / ".cache" / "rfdemo_emoji"))
+OBJECTS_FILE = C.DEMO / "eval" / "emoji_objects.safetensors"
+CLASSIFIER_FILE = C.DEMO / "eval" / "emoji_classifier.safetensors"
+UNET_NAME = "rfdemo_emoji_mmdit.safetensors"
+VAE_NAME = "rfdemo_emoji_taesd.safetensors"
+CLIP_NAME = "rfdemo_emoji_clip.safetensors"
+UNET_FILE = C.MODELS / "diffusion_models" / UNET_NAME
+VAE_FILE = C.MODELS / "vae" / VAE_NAME
+CLIP_FILE = C.MODELS / "text_encoders" / CLIP_NAME
+
+DEPTH = 2            # MMDiT depth: hidden 64 * depth, heads = depth (what ComfyUI's detection reads back)
+TEXT_WIDTH = 64
+# ComfyUI's CLIP text transformer, small: the tokenizer pads to 12 tokens (a scene's prompt takes 9 to 11)
+TEXT_CONFIG = {"num_hidden_layers": 2, "hidden_size": TEXT_WIDTH, "num_attention_heads": 2,
+               "intermediate_size": 4 * TEXT_WIDTH, "hidden_act": "quick_gelu", "max_position_embeddings": 12,
+               "vocab_size": 49408, "eos_token_id": 49407, "projection_dim": TEXT_WIDTH, "layer_norm_eps": 1e-5}
+
+
+def prompt(left, right, bg):
+    return f"a {NAMES[left]} and a {NAMES[right]} on {BACKGROUNDS[bg]}"
+
+
+def all_triples():
+    """Every scene: (left object, right object, background), the two objects different."""
+    return [(a, b, g) for a, b in itertools.permutations(range(N_OBJ), 2) for g in range(N_BG)]
+
+
+def split(held_out_fraction=0.2, seed=0):
+    """(train, held_out) triples: the held-out scenes' object pair, order and background are never
+    seen together in training (each object, each pair and each background are)."""
+    triples = all_triples()
+    perm = torch.randperm(len(triples), generator=torch.Generator().manual_seed(seed)).tolist()
+    n = int(len(triples) * held_out_fraction)
+    held = sorted(triples[i] for i in perm[:n])
+    train = sorted(triples[i] for i in perm[n:])
+    return train, held
+
+
+def package_dir(download=False):
+    """The unpacked npm package (training only): npm pack it into the cache when ``download``."""
+    pkg = CACHE / "package"
+    if not (pkg / "emoji.json").exists():
+        if not download:
+            raise SystemExit(f"scenes: {pkg} is missing; demo/train.py fetches it with `npm pack {PACKAGE}`")
+        import subprocess
+        import tarfile
+        CACHE.mkdir(parents=True, exist_ok=True)
+        name = subprocess.run(["npm", "pack", PACKAGE], cwd=CACHE, check=True, capture_output=True, text=True).stdout.split()[-1]
+        with tarfile.open(CACHE / name) as tar:
+            tar.extractall(CACHE, filter="data")
+    return pkg
+
+
+def objects_from_package(pkg):
+    """The vocabulary's emoji as (N_OBJ, 4, OBJ, OBJ) RGBA in [0, 1], resized from the 64 px PNGs."""
+    import json
+
+    from PIL import Image
+    by_name = {e["short_name"]: e for e in json.loads((pkg / "emoji.json").read_text())}
+    out = []
+    for _, short in VOCAB:
+        im = Image.open(pkg / "img" / "google" / "64" / by_name[short]["image"]).convert("RGBA")
+        # premultiplied resize, so the transparent border's colour does not bleed into the edge
+        arr = torch.tensor(list(im.get_flattened_data()), dtype=torch.float32).reshape(64, 64, 4).permute(2, 0, 1) / 255
+        arr = torch.cat([arr[:3] * arr[3:], arr[3:]])
+        small = F.interpolate(arr[None], size=OBJ, mode="area")[0]
+        rgb = small[:3] / small[3:].clamp_min(1e-4)
+        out.append(torch.cat([rgb.clamp(0, 1), small[3:]]))
+    return torch.stack(out)
+
+
+def load_objects():
+    from safetensors.torch import load_file
+    return load_file(str(OBJECTS_FILE))["rgba"].float() / 255
+
+
+def render(objects, left, right, bg, tint=None, shift=None):
+    """Scenes (N, 3, 64, 64) in [0, 1] from index tensors of the left and right object and background.
+    Training scenes have neither of the two things no prompt says: ``tint`` (N, 3) added to the
+    background colour, ``shift`` (N, 2, 2) integer (dy, dx) moves of each slot's object."""
+    left, right, bg = (torch.as_tensor(v, dtype=torch.long).reshape(-1) for v in (left, right, bg))
+    colours = torch.tensor([PALETTE[b] for b in BACKGROUNDS])[bg]
+    if tint is not None:
+        colours = (colours + tint).clamp(0, 1)
+    img = colours[:, :, None, None].expand(-1, -1, C.SIZE, C.SIZE).clone()
+    for slot, (x, idx) in enumerate(zip(SLOT_X, (left, right))):
+        o = objects[idx]
+        for i in range(len(img)):
+            dy, dx = (0, 0) if shift is None else (int(v) for v in shift[i, slot])
+            y0, x0 = SLOT_Y + dy, x + dx
+            region = img[i, :, y0:y0 + OBJ, x0:x0 + OBJ]
+            img[i, :, y0:y0 + OBJ, x0:x0 + OBJ] = o[i, 3:] * o[i, :3] + (1 - o[i, 3:]) * region
+    return img
+
+
+def unprompted_variation(n, gen):
+    """A background tint of up to +-0.08 per channel and object moves of up to 2 px (inside the
+    slot's box): what an edit must keep that its prompt does not say."""
+    tint = (torch.rand(n, 3, generator=gen) * 2 - 1) * 0.08
+    shift = torch.randint(-2, 3, (n, 2, 2), generator=gen)
+    return tint, shift
+
+
+def box(slot):
+    """(y0, y1, x0, x1) of a slot's box: the object and a 2 px margin."""
+    x = SLOT_X[slot] - (BOX - OBJ) // 2
+    y = SLOT_Y - (BOX - OBJ) // 2
+    return y, y + BOX, x, x + BOX
+
+
+def crop(images, slot):
+    y0, y1, x0, x1 = box(slot)
+    return images[:, :, y0:y1, x0:x1]
+
+
+def outside(slot):
+    """(64, 64) bool mask: everything outside the slot's box (the kept object and the background)."""
+    y0, y1, x0, x1 = box(slot)
+    mask = torch.ones(C.SIZE, C.SIZE, dtype=torch.bool)
+    mask[y0:y1, x0:x1] = False
+    return mask
+
+
+def masked_psnr(a, b, mask):
+    mse = (a - b).pow(2)[:, :, mask].flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
+def masked_ssim(a, b, mask):
+    """SSIM over the mask's pixels (the SSIM map of the whole image, averaged where the mask is set)."""
+    return C.ssim_map(a, b)[:, :, mask].flatten(1).mean(1)
+
+
+class SlotClassifier(torch.nn.Module):
+    """A small CNN that reads which emoji is in a slot's 32 x 32 box, whatever the background."""
+
+    def __init__(self):
+        super().__init__()
+        c = torch.nn.Conv2d
+        self.net = torch.nn.Sequential(
+            c(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            c(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            c(64, 96, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(96 * 16, 128), torch.nn.ReLU(), torch.nn.Linear(128, N_OBJ))
+
+    def forward(self, crops):
+        """crops (N, 3, 32, 32) in [0, 1] -> logits (N, N_OBJ)."""
+        return self.net(crops * 2 - 1)
+
+    def read(self, images, slot):
+        """The object index the classifier reads in ``slot`` of full scenes (N, 3, 64, 64)."""
+        with torch.no_grad():
+            return self(crop(images, slot)).argmax(1)
+
+
+def load_classifier():
+    from safetensors.torch import load_file
+    model = SlotClassifier()
+    model.load_state_dict(load_file(str(CLASSIFIER_FILE)))
+    return model.eval()
