@@ -48,7 +48,7 @@ import small_clip  # noqa: E402
 
 CFG = 4.0
 PAPER = {"name": "paper", "gamma": 0.5, "eta": 0.9, "start": 0.0, "stop": 0.25, "steps": 28, "solver": "euler",
-         "inversion_prompt": "", "cfg": CFG, "linked": False}
+         "inversion_prompt": "", "inversion_cfg": 1.0, "cfg": CFG, "linked": False}
 SWEEPS = {"eta": [0.0, 0.5, 0.7, 1.0], "gamma": [0.0, 0.25, 0.75, 1.0], "stop": [0.1, 0.4, 0.6]}
 
 
@@ -60,6 +60,27 @@ def settings():
     for solver in ("midpoint", "fireflow"):  # the paper's 28 network calls per pass
         out.append(dict(PAPER, name=f"solver_{solver}", sweep="solver", solver=solver, steps=C.steps_for_calls(solver, 28)))
     out.append(dict(PAPER, name="inversion_prompt_source", sweep="inversion_prompt", inversion_prompt="source"))
+    return out + linked_settings()
+
+
+def linked_settings():
+    """Through the exact path (the reverse's inversion input wired, the inversion recording): the paper's
+    setting, then gamma, eta and stop around it, with the empty inversion prompt (the paper's) and with
+    one that describes the input scene; the solvers at the paper's 28 network calls per reverse."""
+    out = []
+    for inversion_prompt, inversion_cfg, tag in (("", 1.0, "empty"), ("source", 1.0, "source"), ("source", CFG, "source_cfg")):
+        base = dict(PAPER, linked=True, inversion_prompt=inversion_prompt, inversion_cfg=inversion_cfg, sweep=f"linked_{tag}")
+        for gamma in (0.0, 0.5):
+            out.append(dict(base, name=f"linked_{tag}_gamma_{gamma:g}_eta_0", gamma=gamma, eta=0.0))
+            for eta in (0.5, 0.9):
+                for stop in (0.25, 0.5):
+                    out.append(dict(base, name=f"linked_{tag}_gamma_{gamma:g}_eta_{eta:g}_stop_{stop:g}", gamma=gamma,
+                                    eta=eta, stop=stop))
+        for solver in ("midpoint", "fireflow"):
+            out.append(dict(base, name=f"linked_{tag}_solver_{solver}", solver=solver, steps=C.steps_for_calls(solver, 28)))
+    for row in out:
+        if row["name"] == "linked_empty_gamma_0.5_eta_0.9_stop_0.25":
+            row["name"] = "linked_paper"  # the paper's setting, through the path
     return out
 
 
@@ -107,22 +128,29 @@ class Pipeline:
         noise = self.node("DisableNoise").execute()[0]
         return self.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, latent)[0]
 
-    def samplers(self, setting, reference):
-        inversion, reverse = graphs.sampler_inputs(setting, inversion_id=None)
-        inv = self.node("RFInversionSampler").execute(**{"gamma": 0.5, "seed": 0, "solver": "euler", **inversion})[0]
-        rev = self.node("ControlledReverseSampler").execute(reference=reference, **{
+    def inversion_sampler(self, setting):
+        inputs, _ = graphs.sampler_inputs(setting, None)
+        return self.node("RFInversionSampler").execute(**{"gamma": 0.5, "seed": 0, "solver": "euler", **inputs})[0]
+
+    def reverse_sampler(self, setting, reference, inversion):
+        _, inputs = graphs.sampler_inputs(setting, inversion)
+        return self.node("ControlledReverseSampler").execute(reference=reference, **{
             "eta": 0.9, "start": 0.0, "stop": 0.25, "eta_trend": "constant", "stochastic": False, "seed": 0, "solver": "euler",
-            **reverse})[0]
-        return inv, rev
+            **inputs})[0]
 
     def invert(self, latent, setting, inversion_cond):
-        guider = self.node("CFGGuider").execute(self.model, inversion_cond, inversion_cond, 1.0)[0]
+        """The inverted latent, and the inversion's SAMPLER (which holds the path it recorded, if linked)."""
+        # the paper inverts at cfg 1; at the edit's cfg, against the empty prompt as the edit is guided
+        negative = inversion_cond if setting["inversion_cfg"] == 1 else self.empty
+        guider = self.node("CFGGuider").execute(self.model, inversion_cond, negative, setting["inversion_cfg"])[0]
         sigmas = self.node("FlipSigmas").execute(self.sigmas(setting["steps"]))[0]
-        return self.sample(guider, self.samplers(setting, latent)[0], sigmas, latent)
+        sampler = self.inversion_sampler(setting)
+        return self.sample(guider, sampler, sigmas, latent), sampler
 
-    def edit(self, inverted, reference, setting, edit_cond):
+    def edit(self, inverted, reference, setting, edit_cond, inversion=None):
         guider = self.node("CFGGuider").execute(self.model, edit_cond, self.empty, setting["cfg"])[0]
-        return self.sample(guider, self.samplers(setting, reference)[1], self.sigmas(setting["steps"]), inverted)
+        return self.sample(guider, self.reverse_sampler(setting, reference, inversion), self.sigmas(setting["steps"]),
+                           inverted)
 
 
 def edit_set(n, seed=1):
@@ -162,20 +190,20 @@ def background_metrics(images, reference, slots):
 def measure(pipe, classifier, setting, data, inverted_cache):
     """One setting on the whole edit set: its row of numbers and the edited images."""
     images, latent, autoencoded, triples, slots, targets, source_cond, edit_cond = data
-    key = (setting["gamma"], setting["solver"], setting["steps"], setting["inversion_prompt"])
+    key = tuple(setting[k] for k in ("gamma", "solver", "steps", "inversion_prompt", "inversion_cfg", "linked"))
     pipe.calls = 0
     if key not in inverted_cache:
         cond = source_cond if setting["inversion_prompt"] == "source" else pipe.empty
-        inverted_cache[key] = (pipe.invert(latent, setting, cond), pipe.calls)
-    inverted, inversion_calls = inverted_cache[key]
+        inverted_cache[key] = (*pipe.invert(latent, setting, cond), pipe.calls)
+    inverted, inversion, inversion_calls = inverted_cache[key]
     pipe.calls = 0
-    out = pipe.decode(pipe.edit(inverted, latent, setting, edit_cond))
+    out = pipe.decode(pipe.edit(inverted, latent, setting, edit_cond, inversion))
     kept = triples[torch.arange(len(triples)), 1 - slots]
     edited_ok = torch.stack([classifier.read(out[i:i + 1], int(s))[0] for i, s in enumerate(slots)]) == targets
     kept_ok = torch.stack([classifier.read(out[i:i + 1], 1 - int(s))[0] for i, s in enumerate(slots)]) == kept
     psnr, ssim = background_metrics(out, images, slots)
     psnr_ae, ssim_ae = background_metrics(out, autoencoded, slots)
-    row = {k: setting[k] for k in ("name", "gamma", "eta", "start", "stop", "steps", "solver", "inversion_prompt", "cfg", "linked")}
+    row = {k: setting[k] for k in ("name", "gamma", "eta", "start", "stop", "steps", "solver", "inversion_prompt", "inversion_cfg", "cfg", "linked")}
     row.update(sweep=setting["sweep"], edit_success=float(edited_ok.float().mean()), kept_object_success=float(kept_ok.float().mean()),
                background_psnr=float(psnr.mean()), background_ssim=float(ssim.mean()),
                background_psnr_to_autoencoder=float(psnr_ae.mean()), background_ssim_to_autoencoder=float(ssim_ae.mean()),
@@ -184,7 +212,8 @@ def measure(pipe, classifier, setting, data, inverted_cache):
 
 
 def plot(rows, path, ceiling):
-    """Background PSNR against edit success: one curve per sweep, the paper's setting marked."""
+    """Background PSNR against edit success: one curve per sweep, the paper's setting marked, and the
+    settings through the exact path as rings, one colour per inversion prompt."""
     from PIL import Image, ImageDraw, ImageFont
     try:
         font = ImageFont.load_default(size=13)
@@ -194,7 +223,7 @@ def plot(rows, path, ceiling):
     ys_all = [r["background_psnr"] for r in rows] + [ceiling]
     x0, x1 = max(0.0, min(xs_all) - 0.05), min(1.0, max(xs_all) + 0.05)
     y0, y1 = min(ys_all) - 1.0, max(ys_all) + 1.0
-    W, H, L, B, T, R = 760, 540, 70, 60, 120, 40
+    W, H, L, B, T, R = 760, 590, 70, 60, 170, 40
     im = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(im)
     pw, ph = W - L - R, H - T - B
@@ -228,6 +257,16 @@ def plot(rows, path, ceiling):
         d.line([(14, ly + 7), (34, ly + 7)], fill=colour, width=3)
         d.text((40, ly), f"{key} sweep around the paper's setting" if key != "solver" else "solvers at 28 calls a pass",
                fill=colour, font=font)
+    rings = (("linked_empty", (110, 110, 110), "through the exact path, empty inversion prompt"),
+             ("linked_source", (230, 130, 0), "through the exact path, inverted under the scene's prompt"),
+             ("linked_source_cfg", (0, 150, 150), "through the exact path, inverted under the scene's prompt at the edit's cfg"))
+    for n, (key, colour, words) in enumerate(rings):
+        for r in (r for r in rows if r["sweep"] == key):
+            x, y = xs(r["edit_success"]), ys(r["background_psnr"])
+            d.ellipse([x - 5, y - 5, x + 5, y + 5], outline=colour, width=2)
+        ly = 30 + 18 * (len(curves) + n)
+        d.ellipse([19, ly + 2, 29, ly + 12], outline=colour, width=2)
+        d.text((40, ly), words, fill=colour, font=font)
     x, y = xs(paper["edit_success"]), ys(paper["background_psnr"])
     d.rectangle([x - 6, y - 6, x + 6, y + 6], outline="black", width=2)
     d.text((x + 8, y + 6), "paper (g .5, eta .9, stop .25)", fill="black", font=font)

@@ -120,13 +120,22 @@ def test_inversion_and_reconstruction_returns_the_scene(demo, objects):
     latent = demo.encode(scene)
     assert latent["samples"].shape == (1, 16, 8, 8)
     setting = dict(evaluate.PAPER, gamma=0.0, eta=0.0, cfg=1.0)
-    inverted = demo.invert(latent, setting, demo.empty)
+    inverted, _ = demo.invert(latent, setting, demo.empty)
     # The inverted latent is noise-like: far from the image latent.
     assert (demo.model.model.process_latent_in(inverted["samples"]) - demo.model.model.process_latent_in(latent["samples"])).std() > 0.5
     back = demo.decode(demo.edit(inverted, latent, setting, demo.empty))
     drift = float(C.psnr(back, demo.decode(latent)))
     print(f"inversion and reconstruction: {drift:.1f} dB from the autoencoder's image")
     assert drift > 25, f"ODE inversion and reconstruction land {drift:.1f} dB from the autoencoder's image"
+    # Through the exact path, the trained network's own round trip comes back to float precision, also
+    # from the paper's gamma 0.5, where the unlinked one lands far away.
+    for gamma in (0.0, 0.5):
+        linked = dict(setting, gamma=gamma, linked=True)
+        inverted, inversion = demo.invert(latent, linked, demo.empty)
+        back = demo.edit(inverted, latent, linked, demo.empty, inversion)["samples"]
+        error = float((back - latent["samples"]).norm() / latent["samples"].norm())
+        print(f"through the exact path, gamma {gamma}: relative error {error:.1e} in the latent")
+        assert error < 1e-5
 
 
 def test_the_shipped_edit_workflow_edits_one_emoji_on_the_real_server(demo_server, classifier):
