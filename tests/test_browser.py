@@ -311,3 +311,18 @@ def test_workflow_saved_before_the_solver_input_loads_with_its_values(name, web,
     # The UI queues the new input's default, and so does the converter.
     queued = web.evaluate("app.graphToPrompt().then((p) => p.output)")
     assert queued == workflow_api.to_api(ui, object_info)
+
+
+def test_load_warnings_reach_the_hooks(web, object_info):
+    """What the no-warning checks above rest on, on either frontend: a node type the server lacks and a
+    model file it lacks (embedded with a download link, which 1.32.9 checks too) are reported."""
+    ui = load("flux_semantic_edit")
+    absent = "rf_absent_model.safetensors"
+    next(n for n in ui["nodes"] if n["type"] == "UNETLoader")["widgets_values"][0] = absent
+    ui["models"] = [{"name": absent, "url": f"https://example.invalid/{absent}", "directory": "diffusion_models"}]
+    next(n for n in ui["nodes"] if n["type"] == "VAELoader")["type"] = "RFNoSuchNode"
+    loaded = web.evaluate(f"{LOAD_JS}('rf_absent', null, {json.dumps(ui)}, {json.dumps(DIALOG)})")
+    assert "RFNoSuchNode" in json.dumps(loaded["missingNodes"]), loaded["missingNodes"]
+    assert absent in json.dumps(loaded["missingModels"]), loaded["missingModels"]
+    with pytest.raises(AssertionError):
+        assert_loaded_without_warnings(loaded, object_info)
