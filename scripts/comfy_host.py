@@ -83,8 +83,8 @@ def link_pack(base_dir, extra_packs=()):
 class Server:
     """A running ComfyUI server, stopped by its process id."""
 
-    def __init__(self, process, port, log_path):
-        self.process, self.port, self.log_path = process, port, Path(log_path)
+    def __init__(self, process, port, log_path, base_dir):
+        self.process, self.port, self.log_path, self.base_dir = process, port, Path(log_path), Path(base_dir)
         self.url = f"http://127.0.0.1:{port}"
 
     @property
@@ -214,7 +214,7 @@ def start_server(base_dir, port=None, extra_packs=(), log_path=None, timeout=300
                "--base-directory", str(base_dir), *extra_args]
     process = subprocess.Popen(command, cwd=COMFY, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
-    server = Server(process, port, log_path)
+    server = Server(process, port, log_path, base_dir)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

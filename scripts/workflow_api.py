@@ -24,7 +24,10 @@ import sys
 
 # Nodes that exist only in the frontend: they never reach the server.
 VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode", "PrimitiveString", "Label"}
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# COMFY_DYNAMICCOMBO_V3 (ComfyUI 0.33, e.g. SaveVideo's format): a combo whose chosen option brings
+# widgets of its own, which follow it and are sent as "combo.widget".
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO}
 # Input options for which the frontend adds an upload button after the widget (a value in
 # widgets_values that is never sent to the server).
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload", "mesh_upload")
@@ -55,18 +58,50 @@ def widget_slots(spec):
     return slots
 
 
-def widget_default(spec, name):
-    """The value the web UI gives a new widget: its default, or a combo's first choice."""
+def _input_entry(spec, name):
+    """The input's object_info entry and its options dict; (None, {}) when the node has no such input."""
     for section in ("required", "optional"):
         entry = (spec.get("input", {}).get(section) or {}).get(name)
-        if entry is None:
-            continue
-        options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
-        if "default" in options:
-            return options["default"]
-        choices = entry[0] if isinstance(entry[0], list) else options.get("options")
-        return choices[0] if choices else None
-    raise KeyError(name)
+        if entry is not None:
+            return entry, (entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {})
+    return None, {}
+
+
+def widget_default(spec, name):
+    """The value the web UI gives a new widget: its default, or a combo's first choice."""
+    entry, options = _input_entry(spec, name)
+    if entry is None:
+        raise KeyError(name)
+    if "default" in options:
+        return options["default"]
+    if entry[0] == DYNAMIC_COMBO:
+        return options["options"][0]["key"] if options.get("options") else None
+    choices = entry[0] if isinstance(entry[0], list) else options.get("options")
+    return choices[0] if choices else None
+
+
+def widget_inputs(spec, values):
+    """The inputs the web UI sends for a node's widgets_values list, by name. A widget the list lacks
+    (a file saved before it existed; new inputs come last) gets its default; a DynamicCombo's chosen
+    option's widgets come right after it in the list."""
+    values = iter(values or [])
+    absent = object()
+
+    def walk(spec, prefix):
+        inputs = {}
+        for name, sent in widget_slots(spec):
+            value = next(values, absent)
+            if not sent:
+                continue
+            inputs[prefix + name] = widget_default(spec, name) if value is absent else value
+            entry, options = _input_entry(spec, name)
+            if entry[0] == DYNAMIC_COMBO:
+                chosen = next((o for o in options.get("options") or [] if o["key"] == inputs[prefix + name]), None)
+                if chosen:
+                    inputs.update(walk({"input": chosen["inputs"]}, f"{prefix}{name}."))
+        return inputs
+
+    return walk(spec, "")
 
 
 def _links(ui):
@@ -123,15 +158,7 @@ def to_api(ui_workflow: dict, object_info: dict) -> dict:
         if isinstance(values, dict):
             inputs.update({name: values[name] for name, sent in widget_slots(spec) if sent and name in values})
         else:
-            slots = widget_slots(spec)
-            for (name, sent), value in zip(slots, values or []):
-                if sent:
-                    inputs[name] = value
-            # widgets that a file saved before they existed lacks (new inputs come last): the web UI
-            # gives them their default
-            for name, sent in slots[len(values or []):]:
-                if sent:
-                    inputs[name] = widget_default(spec, name)
+            inputs.update(widget_inputs(spec, values))
         for slot in node.get("inputs") or []:
             if slot.get("link") is None:
                 continue

@@ -8,6 +8,7 @@ UI's own ``graphToPrompt()``, swaps the model loaders for the tiny test loaders 
 kept under tests/artifacts/.
 """
 import json
+import re
 
 import pytest
 import requests
@@ -18,14 +19,32 @@ from test_workflows import (NAMES, SAVED_BEFORE, SAVED_BEFORE_SAMPLERS, check_sa
 import workflow_api
 
 PACK_FOLDER = "rf_inversion"  # the pack's folder name in custom_nodes, as comfy_host links it
+# Open dialogs: PrimeVue's on frontend 1.32.9, role=dialog elements on 1.49.6.
+DIALOG, IN_DIALOG = ".p-dialog, [role=dialog]", ".p-dialog *, [role=dialog] *"
 
 HOOKS_JS = r"""(() => {
   if (window.__rf) return true;
   const api = window.comfyAPI.api.api;
-  const rf = window.__rf = {missingNodes: [], missingModels: [], events: [], queued: [], queueErrors: []};
-  const showNodes = app.showMissingNodesError.bind(app), showModels = app.showMissingModelsError.bind(app);
-  app.showMissingNodesError = (...a) => { rf.missingNodes.push(JSON.parse(JSON.stringify(a[0]))); return showNodes(...a); };
-  app.showMissingModelsError = (...a) => { rf.missingModels.push(JSON.parse(JSON.stringify(a[0]))); return showModels(...a); };
+  const rf = window.__rf = {events: [], queued: [], queueErrors: []};
+  const copy = (x) => JSON.parse(JSON.stringify(x ?? []));
+  if (app.showMissingModelsError) {
+    // Frontend 1.32.9 (ComfyUI 0.3.75) reports a load's missing nodes and models through these two
+    // calls: record each list it passes.
+    const seen = {missingNodes: [], missingModels: []};
+    const showNodes = app.showMissingNodesError.bind(app), showModels = app.showMissingModelsError.bind(app);
+    app.showMissingNodesError = (...a) => { seen.missingNodes.push(copy(a[0])); return showNodes(...a); };
+    app.showMissingModelsError = (...a) => { seen.missingModels.push(copy(a[0])); return showModels(...a); };
+    rf.clearWarnings = () => { seen.missingNodes.length = 0; seen.missingModels.length = 0; };
+    rf.warnings = () => copy(seen);
+  } else {
+    // Frontend 1.49.6 (ComfyUI 0.33) has no such calls: loadGraphData clears and then fills two Pinia
+    // stores, which its errors tab shows; read them after the load.
+    const stores = document.getElementById("vue-app").__vue_app__.config.globalProperties.$pinia._s;
+    const store = (id) => { const s = stores.get(id); if (!s) throw new Error(`no Pinia store ${id} in this frontend`); return s; };
+    rf.clearWarnings = () => {};
+    rf.warnings = () => ({missingNodes: copy(store("missingNodesError").missingNodesError?.nodeTypes),
+                          missingModels: copy(store("missingModel").missingModelCandidates)});
+  }
   for (const type of ["execution_start", "execution_success", "execution_error", "execution_interrupted"])
     api.addEventListener(type, (e) => rf.events.push({type, detail: JSON.parse(JSON.stringify(e.detail ?? null))}));
   const queue = api.queuePrompt.bind(api);
@@ -36,7 +55,7 @@ HOOKS_JS = r"""(() => {
   return true;
 })()"""
 
-LOAD_JS = r"""(async (name, folder, given) => {
+LOAD_JS = r"""(async (name, folder, given, dialog) => {
   // From the template route, as the template browser loads it; or the workflow given, as a dropped file is.
   let data = given;
   if (!data) {
@@ -48,16 +67,16 @@ LOAD_JS = r"""(async (name, folder, given) => {
   // Close what an earlier test left open (e.g. an execution error report), so each load starts clean.
   for (const button of document.querySelectorAll(".p-dialog .p-dialog-close-button")) button.click();
   await new Promise((r) => setTimeout(r, 300));
-  __rf.missingNodes.length = 0; __rf.missingModels.length = 0;
+  __rf.clearWarnings();
   await app.loadGraphData(data, true, true, name);
   await new Promise((r) => setTimeout(r, 300));
   const registered = LiteGraph.registered_node_types;
   return {
     served: data,
-    missingNodes: __rf.missingNodes, missingModels: __rf.missingModels,
+    ...__rf.warnings(),
     unregistered: app.graph.nodes.filter((n) => !(n.type in registered)).map((n) => n.type),
     withErrors: app.graph.nodes.filter((n) => n.has_errors).map((n) => n.type),
-    dialogs: [...document.querySelectorAll(".p-dialog")].map((d) => d.innerText.slice(0, 300)),
+    dialogs: [...document.querySelectorAll(dialog)].map((d) => d.innerText.slice(0, 300)),
     graph: app.graph.serialize(),
   };
 })"""
@@ -92,8 +111,43 @@ SWAP_JS = r"""((swaps) => {
 })"""
 
 
+def models_the_note_names(ui):
+    """(folder under models/, file name) for each file the workflow's note tells a person to put in place,
+    from its line 'Models: a.safetensors in models/x; b and c in models/y (...)'."""
+    notes = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    line = next(l for text in notes for l in text.splitlines() if l.startswith("Models:"))
+    found = []
+    for part in line.removeprefix("Models:").split(";"):
+        folder = re.search(r"\bin models/(\w+)", part).group(1)
+        found += [(folder, name) for name in re.findall(r"[\w.\-]+\.safetensors", part.split(" in models/")[0])]
+    assert found, line
+    return found
+
+
 @pytest.fixture(scope="module")
-def web(server):
+def files_in_place(server):
+    """The workflows' inputs uploaded, and empty files under the model names and folders that their notes
+    give (for this module only), before the page reads the node list: frontend 1.49.6 reports every model
+    or input file a loader names that is not among its choices (1.32.9 only models with a download
+    link), so the warnings checked below are those of a person who followed the note. The tiny loaders
+    replace the model loaders before anything runs, so no model file is read."""
+    made = []
+    for name in [*NAMES, *SAVED_BEFORE]:
+        ui = load(name)
+        upload_inputs(server, ui)
+        for folder, file in models_the_note_names(ui):
+            path = server.base_dir / "models" / folder / file
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+                made.append(path)
+    yield
+    for path in made:
+        path.unlink()
+
+
+@pytest.fixture(scope="module")
+def web(server, files_in_place):
     """Chromium on the server's web UI, first-run dialogs settled, with recording hooks."""
     settings = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
                 "LiteGraph.Canvas.MinFontSizeForLOD": 4}  # text stays drawn in the zoomed-out screenshots
@@ -121,18 +175,27 @@ def test_template_browser_lists_the_workflows_and_opens_one(web):
     assert sorted(listed.get(PACK_FOLDER, [])) == sorted(NAMES), listed
     # What a person does: Templates in the sidebar, the pack under Extensions, then a card.
     web.evaluate("document.querySelector('button[aria-label=Templates]').click()")
-    leaf = f"[...document.querySelectorAll('.p-dialog *')].find((e) => e.children.length === 0 && e.textContent.trim() === {json.dumps(PACK_FOLDER)})"
+    leaf = f"[...document.querySelectorAll({json.dumps(IN_DIALOG)})].find((e) => e.children.length === 0 && e.textContent.trim() === {json.dumps(PACK_FOLDER)})"
     web.wait_for(f"!!{leaf}", timeout=30)
     web.evaluate(f"{leaf}.click()")
     for name in NAMES:
-        web.wait_for(f"document.querySelector('.p-dialog').innerText.includes({json.dumps(name)})", timeout=30)
+        web.wait_for(f"document.querySelector({json.dumps(DIALOG)}).innerText.includes({json.dumps(name)})", timeout=30)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     web.screenshot(ARTIFACTS / "template_browser.png")
-    card = "[...document.querySelectorAll('.p-dialog *')].find((e) => e.children.length === 0 && e.textContent.trim() === 'flux_semantic_edit')"
+    card = f"[...document.querySelectorAll({json.dumps(IN_DIALOG)})].find((e) => e.children.length === 0 && e.textContent.trim() === 'flux_semantic_edit')"
     web.evaluate(f"{card}.click()")
     ui = load("flux_semantic_edit")
-    web.wait_for(f"!document.querySelector('.p-dialog') && app.graph.nodes.length === {len(ui['nodes'])} && "
+    web.wait_for(f"!document.querySelector({json.dumps(DIALOG)}) && app.graph.nodes.length === {len(ui['nodes'])} && "
                  "app.graph.nodes.some((n) => n.type === 'ControlledReverseSampler')", timeout=30)
+
+
+def without_video_preview(prompt):
+    """The page's prompt less LoadVideo's preview widget: once the clip has loaded, the frontend adds
+    it and graphToPrompt sends its empty value too; the server ignores it, and the converter leaves it out."""
+    for node in prompt.values():
+        if node["class_type"] == "LoadVideo" and node["inputs"].get("video-preview") == "":
+            del node["inputs"]["video-preview"]
+    return prompt
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -140,7 +203,7 @@ def test_converter_matches_the_web_ui_export(name, web, object_info):
     """to_api (what the tests and the demo submit) is exactly what the web UI queues."""
     ui = load(name)
     exported = workflow_api.ui_export(web, ui)
-    assert exported["output"] == workflow_api.to_api(ui, object_info)
+    assert without_video_preview(exported["output"]) == workflow_api.to_api(ui, object_info)
 
 
 def unconnected_inputs(graph, object_info):
@@ -173,7 +236,7 @@ def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
     upload_inputs(server, ui)
 
     # Load it as the template browser does, and look for every kind of load warning.
-    loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, {json.dumps(PACK_FOLDER)})")
+    loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, {json.dumps(PACK_FOLDER)}, null, {json.dumps(DIALOG)})")
     assert loaded["served"] == ui, "the server serves another file than workflows/"
     assert_loaded_without_warnings(loaded, object_info)
 
@@ -183,13 +246,7 @@ def test_workflow_runs_in_the_web_ui(name, web, server, object_info):
     assert sorted(swapped) == sorted(swap_loaders(expected, object_info, swaps_for(name)))
     shown = web.evaluate("app.graphToPrompt().then((p) => p.output)")
     strip = lambda p: {k: {**v, "_meta": None} for k, v in p.items()}  # noqa: E731  (titles of swapped nodes differ)
-    # Once LoadVideo's clip has loaded, the frontend adds its preview widget, and graphToPrompt sends
-    # that widget's empty value too; the server ignores it (the page queues it below and the run
-    # must succeed), and the converter leaves it out.
-    for node in shown.values():
-        if node["class_type"] == "LoadVideo" and node["inputs"].get("video-preview") == "":
-            del node["inputs"]["video-preview"]
-    assert strip(shown) == strip(expected)
+    assert strip(without_video_preview(shown)) == strip(expected)  # the page queues it below, preview and all
 
     # Queue from the page and wait for the server to finish it.
     queued_before = web.evaluate("__rf.queued.length")
@@ -246,7 +303,7 @@ def test_workflow_saved_before_the_solver_input_loads_with_its_values(name, web,
     inversion's record_path off; the reverse's inversion is a link, not a widget)."""
     ui = load(name)
     upload_inputs(server, ui)
-    loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, null, {json.dumps(ui)})")
+    loaded = web.evaluate(f"{LOAD_JS}({json.dumps(name)}, null, {json.dumps(ui)}, {json.dumps(DIALOG)})")
     assert_loaded_without_warnings(loaded, object_info)
     shown = web.evaluate(f"{WIDGETS_JS}({json.dumps(list(SAVED_BEFORE_SAMPLERS))})")
     later = {"RFInversionSampler": {"solver": "euler", "record_path": False}, "ControlledReverseSampler": {"solver": "euler"}}
@@ -254,3 +311,18 @@ def test_workflow_saved_before_the_solver_input_loads_with_its_values(name, web,
     # The UI queues the new input's default, and so does the converter.
     queued = web.evaluate("app.graphToPrompt().then((p) => p.output)")
     assert queued == workflow_api.to_api(ui, object_info)
+
+
+def test_load_warnings_reach_the_hooks(web, object_info):
+    """What the no-warning checks above rest on, on either frontend: a node type the server lacks and a
+    model file it lacks (embedded with a download link, which 1.32.9 checks too) are reported."""
+    ui = load("flux_semantic_edit")
+    absent = "rf_absent_model.safetensors"
+    next(n for n in ui["nodes"] if n["type"] == "UNETLoader")["widgets_values"][0] = absent
+    ui["models"] = [{"name": absent, "url": f"https://example.invalid/{absent}", "directory": "diffusion_models"}]
+    next(n for n in ui["nodes"] if n["type"] == "VAELoader")["type"] = "RFNoSuchNode"
+    loaded = web.evaluate(f"{LOAD_JS}('rf_absent', null, {json.dumps(ui)}, {json.dumps(DIALOG)})")
+    assert "RFNoSuchNode" in json.dumps(loaded["missingNodes"]), loaded["missingNodes"]
+    assert absent in json.dumps(loaded["missingModels"]), loaded["missingModels"]
+    with pytest.raises(AssertionError):
+        assert_loaded_without_warnings(loaded, object_info)
