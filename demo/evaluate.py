@@ -20,12 +20,13 @@ and a dog on blue"). Per setting it measures:
 
 The graph is workflows/sd35_semantic_edit.json's, node by node: UNETLoader + ModelSamplingSD3 (shift
 3), VAELoader, the demo text encoder (the loader node's own function) + CLIPTextEncode, VAEEncode,
-BasicScheduler (simple) + FlipSigmas, CFGGuider (the inversion at cfg 1 on the inversion prompt, the
-edit at cfg 4 against the empty prompt), DisableNoise, SamplerCustomAdvanced with the pack's
+BasicScheduler (simple) + FlipSigmas, CFGGuider (the inversion at cfg 1 on the inversion prompt, or at
+the edit's cfg against the empty prompt; the edit at cfg 4 against the empty prompt), DisableNoise, SamplerCustomAdvanced with the pack's
 RF-Inversion Sampler and Controlled Reverse Sampler, VAEDecode. The scenes run as one batch, each
 with its own prompt (a conditioning of batch N, which ComfyUI pairs with the latent batch).
 Settings: the paper's (gamma 0.5, eta 0.9, stop 0.25, 28 steps, euler) and sweeps of eta, gamma,
-stop, the solver (at equal network calls) and the inversion prompt around it.
+stop, the solver (at equal network calls) and the inversion prompt around it; then the same edits
+through the exact path (``linked``: the reverse's inversion input wired to the recording inversion).
 """
 import argparse
 import json
