@@ -311,8 +311,9 @@ def sample_rf_inversion(model, x, sigmas, extra_args=None, callback=None, disabl
             states.append(path.keep(x))
     if path is not None:
         report = None if callback is None else lambda state, k, sigma, d: _report(callback, state, steps + k, sigma, d)
+        path.final = states[-1]  # the last state, already kept: which latent this record is of
         path.residuals = path_residuals(step, denoise, states, levels, path.end, x, starts, path.keep, report)
-        path.levels, path.solver, path.final = levels[:0:-1] + [path.end], solver, path.keep(x)
+        path.levels, path.solver = levels[:0:-1] + [path.end], solver
     return x
 
 
