@@ -1,7 +1,7 @@
 """Accuracy per network call, on exact velocity fields, in the real host in-process.
 
 Every run goes through SamplerCustomAdvanced with Flux's model class (latent format, model sampling,
-guider); only the network is replaced by the closed-form field of scripts/exact_models.py. Errors
+guider); only the network is replaced by the closed-form field of harness/exact_models.py. Errors
 are root-mean-square over all elements, in model space, against:
 
     gamma = 1 target:   the inversion's end state against y1 (it should be y1 exactly);
@@ -18,9 +18,9 @@ calls (graph.STEPS_FOR_CALLS), and the calls are counted on the exact model, not
 """
 import torch
 
-import exact_models as em
-from baselines import BaselineSampler
-from graph import STEPS_FOR_CALLS
+from benchmarks.baselines import BaselineSampler
+from benchmarks.graph import STEPS_FOR_CALLS
+from harness import exact_models as em
 
 CALLS = (8, 16, 28, 56)  # network calls per pass: euler and the conventions N steps, midpoint N/2, fireflow N - 1
 SHIFTS = ("flux", "sd3")

@@ -1,14 +1,13 @@
 """The device a benchmark runs on: the host imported for it, and the clocks and memory meters that
 read it honestly.
 
-On the CPU the host is imported as the tests import it (``comfy_host.import_host`` forces ``--cpu``).
+On the CPU the host is imported as the tests import it (``harness.host.import_host`` forces ``--cpu``).
 On CUDA it is imported without that flag, so ComfyUI's model management picks the GPU itself and
 places models and latents there, as it does in a real run.
 """
-import sys
 import time
 
-import comfy_host
+from harness import host
 
 DEVICES = ("cpu", "cuda")
 
@@ -29,16 +28,14 @@ def import_host(device):
     """ComfyUI's ``nodes`` module with the pack loaded, its model management on ``device``."""
     check(device)
     if device == "cuda":
-        # comfy_host.import_comfy sets args.cpu = True before it imports comfy.model_management, which
-        # reads the flag once, at import. Importing it first, with the flag unset, lets it pick the GPU;
-        # the later assignment then changes nothing (nothing else in the host reads args.cpu).
-        if str(comfy_host.COMFY) not in sys.path:
-            sys.path.insert(0, str(comfy_host.COMFY))
-        import utils.extra_config  # noqa: F401  as main.py does first
+        # host.import_host sets args.cpu = True before it imports comfy.model_management, which reads
+        # the flag once, at import. Importing it first, with the flag unset, lets it pick the GPU; the
+        # later assignment then changes nothing (nothing else in the host reads args.cpu).
+        host.import_comfy(cpu=False)
         import comfy.model_management as mm
         if mm.get_torch_device().type != "cuda":
             raise SystemExit(f"--device cuda: ComfyUI's model management chose {mm.get_torch_device()}, not a GPU")
-    nodes, _ = comfy_host.import_host()
+    nodes, _ = host.import_host()
     if device == "cuda":
         import comfy.model_management as mm
         assert mm.get_torch_device().type == "cuda", "the host was imported on the CPU before --device cuda took effect"

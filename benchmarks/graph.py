@@ -16,7 +16,7 @@ def side_by_side(M, model, steps, image, seed, stochastic_reverse=False, solvers
 
     euler gets the pack's sigmas, except for a second-order ``solvers`` row: that one runs the steps
     that make as many network calls as euler's ``steps`` (STEPS_FOR_CALLS), and euler keeps ``steps``."""
-    import exact_models as em
+    from harness import exact_models as em
 
     model = em.shifted(M, model, "flux")
     guider = M["BasicGuider"].execute(model, em.flux_conditioning())[0]

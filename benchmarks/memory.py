@@ -1,6 +1,6 @@
 """Peak memory of the pack's samplers over a plain ``euler`` run, in latent copies.
 
-Run as its own process by benchmarks/run.py (``python benchmarks/memory.py OUT.json [cpu|cuda]``),
+Run as its own process by benchmarks/run.py (``python -m benchmarks.memory OUT.json [cpu|cuda]``),
 because on the CPU the measurement needs a fixed malloc configuration from the start:
 
 - ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc serve every block of 64 KiB or more (every latent-
@@ -25,10 +25,6 @@ import os
 import statistics
 import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 SHAPE = (1, 16, 128, 128)
 STEPS = 4
@@ -113,13 +109,13 @@ def main(out_path, device="cpu"):
     global METER
     import torch
     torch.set_num_threads(1)
-    import device as dev
+    from benchmarks import device as dev
     nodes = dev.import_host(device)
     METER = CudaMeter() if device == "cuda" else CpuMeter()
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False
-    import exact_models as em
-    from graph import side_by_side
+    from benchmarks.graph import side_by_side
+    from harness import exact_models as em
 
     M = nodes.NODE_CLASS_MAPPINGS
     mu = 0.8 * torch.randn(SHAPE[1:], generator=torch.Generator().manual_seed(1))

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-import device as dev
-import exact_models as em
-from graph import side_by_side
+from benchmarks import device as dev
+from benchmarks.graph import side_by_side
+from harness import exact_models as em
 
 # The network: big enough that it dominates a step, as it does in real use. On the CPU a small Flux;
 # on a GPU, where that one would be all kernel launches, Flux-dev's width and heads at 1024² (4096

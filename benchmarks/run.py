@@ -1,8 +1,10 @@
 """Benchmarks of the pack's samplers, measured side by side in the real ComfyUI host, in one command:
 
-    .venv/bin/python benchmarks/run.py                 # about 3 minutes on 2 shared CPU cores
-    .venv/bin/python benchmarks/run.py --quick         # a smoke run, about a minute; numbers are rough
-    .venv/bin/python benchmarks/run.py --device cuda   # the same report on a GPU
+    .venv/bin/python -m benchmarks.run                 # about 3 minutes on 2 shared CPU cores
+    .venv/bin/python -m benchmarks.run --quick         # a smoke run, about a minute; numbers are rough
+    .venv/bin/python -m benchmarks.run --device cuda   # the same report on a GPU
+
+from the repository root.
 
 1. Overhead: each sampler, and each second-order solver, against ComfyUI's ``euler`` on the same
    Flux network, inputs and number of network calls (benchmarks/overhead.py).
@@ -23,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import host
+
+ROOT = host.ROOT
 
 OVERHEAD_GOAL = 1.02
 MEMORY_GOAL = 3.0
@@ -64,7 +66,7 @@ def machine(device):
     version_file = ROOT / ".host" / "ComfyUI" / "comfyui_version.py"
     if version_file.exists():
         comfy_version = version_file.read_text().split('__version__ = "')[-1].split('"')[0]
-    import device as dev
+    from benchmarks import device as dev
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "comfyui": comfy_version,
             "device": device, "device_name": dev.name(device)}
@@ -83,7 +85,7 @@ def run_memory(out_dir, quick, log, device):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
     if quick:
         env["RF_BENCH_MEMORY_REPEATS"] = "1"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "memory.py"), str(path), device], env=env,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.memory", str(path), device], env=env, cwd=ROOT,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"the memory benchmark failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
@@ -454,7 +456,7 @@ def short_name(sampler):
 
 
 def plots(out_dir, over, acc, device):
-    import svgplot
+    from benchmarks import svgplot
     clock = "wall time" if device == "cuda" else "CPU time"
     svgplot.strip(out_dir / "overhead.svg", f"Per-pair time ratio pack / euler ({clock}); bar = median",
                   [(short_name(r["sampler"]), r["ratios"]) for r in over], "pack / euler",
@@ -481,7 +483,7 @@ def main():
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where models and latents go; the overhead rows compare against euler on it (default cpu)")
     opts = parser.parse_args()
-    import device as dev
+    from benchmarks import device as dev
     dev.check(opts.device)  # before anything runs
     out_dir = Path(opts.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -499,8 +501,7 @@ def main():
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False  # both sides alike; keeps the console readable
     M = nodes.NODE_CLASS_MAPPINGS
-    import accuracy
-    import overhead
+    from benchmarks import accuracy, overhead
 
     log("accuracy ...")
     acc = accuracy.run_accuracy(M, log=log)
@@ -511,7 +512,7 @@ def main():
     info = machine(opts.device)
     net = overhead.setup(opts.device)
     seconds = time.monotonic() - t0
-    command = " ".join([".venv/bin/python benchmarks/run.py", *(["--quick"] if opts.quick else []),
+    command = " ".join([".venv/bin/python -m benchmarks.run", *(["--quick"] if opts.quick else []),
                         *(["--device", opts.device] if opts.device != "cpu" else [])])
     text = report(info, over, acc, mem, seconds, opts.quick, (load0, loadavg()), net, command)
     (out_dir / "benchmarks.md").write_text(text)

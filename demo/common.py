@@ -109,10 +109,8 @@ def steps_for_calls(solver, calls):
 
 def host_path():
     """Make the host's ``comfy`` package importable on the CPU, without loading any nodes."""
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
-    import comfy_host
-    comfy_host.import_comfy()
+    from harness import host
+    host.import_comfy()
 
 
 TAESD_WIDTH = 16   # channels trained; ComfyUI's TAESD has 64, and the rest are zero (see widen_taesd)

@@ -1,6 +1,6 @@
 """The edit benchmark of the emoji demo model, through ComfyUI's own nodes, in-process on the CPU.
 
-    .venv/bin/python demo/evaluate.py [--n 100] [--json output/demo_metrics.json] [--plot docs/images/demo_tradeoff.png]
+    .venv/bin/python -m demo.evaluate [--n 100] [--json output/demo_metrics.json] [--plot docs/images/demo_tradeoff.png]
 
 On held-out scenes (object pair, order and background never seen together in training), each scene
 gets one edit, in two input sets: "canonical", the scenes as trained on, which their prompt fully
@@ -31,21 +31,16 @@ through the exact path (``linked``: the reverse's inversion input wired to the r
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the samplers' progress bars, 15 settings x 2 passes
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import graphs  # noqa: E402
-import scenes as S  # noqa: E402
-
-sys.path.insert(0, str(C.ROOT / "scripts"))
-import comfy_host  # noqa: E402
-import small_clip  # noqa: E402
+from demo import common as C  # noqa: E402
+from demo import graphs  # noqa: E402
+from demo import scenes as S  # noqa: E402
+from harness import host, small_clip  # noqa: E402
 
 CFG = 4.0
 PAPER = {"name": "paper", "gamma": 0.5, "eta": 0.9, "start": 0.0, "stop": 0.25, "steps": 28, "solver": "euler",
@@ -89,7 +84,7 @@ class Pipeline:
     """The semantic-edit workflow's nodes on a batch of scenes."""
 
     def __init__(self):
-        self.nodes, self.pack = comfy_host.import_host()
+        self.nodes, self.pack = host.import_host()
         import folder_paths
         folder_paths.add_model_folder_path("diffusion_models", str(C.MODELS / "diffusion_models"))
         folder_paths.add_model_folder_path("vae", str(C.MODELS / "vae"))

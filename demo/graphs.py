@@ -1,6 +1,6 @@
 """The shipped workflows, turned into API prompts for a demo model.
 
-The demo runs the graphs in ``workflows/`` as they ship, converted by ``scripts/workflow_api.py``'s
+The demo runs the graphs in ``workflows/`` as they ship, converted by ``harness/workflow_api.py``'s
 ``to_api`` against the running server's ``/object_info``. Only the nodes that name a model family
 are swapped for the demo model's:
 
@@ -20,13 +20,10 @@ graph through ``configure``; ``sampler_inputs`` is the one place that turns it i
 samplers' inputs.
 """
 import json
-import sys
 
-import common as C
-import scenes as S
-
-sys.path.insert(0, str(C.ROOT / "scripts"))
-from workflow_api import to_api  # noqa: E402
+from demo import common as C
+from demo import scenes as S
+from harness.workflow_api import to_api
 
 WORKFLOWS = C.ROOT / "workflows"
 EDIT_WORKFLOW = WORKFLOWS / "sd35_semantic_edit.json"

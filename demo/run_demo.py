@@ -1,10 +1,10 @@
 """The main job on the emoji demo model: ComfyUI headless, the shipped workflows, real edits, one sheet.
 
-    .venv/bin/python demo/run_demo.py [--out output/demo]       (scripts/demo.sh runs it after setup)
+    .venv/bin/python -m demo.run_demo [--out output/demo]       (scripts/demo.sh runs it after setup)
 
 It starts the real ComfyUI server (``main.py --cpu``) with the RF-Inversion pack and the demo's nodes,
 converts ``workflows/sd35_semantic_edit.json`` and ``workflows/flux_stroke_to_image.json`` with
-``scripts/workflow_api.py`` and swaps only their model loaders for the demo model's (``demo/graphs.py``:
+``harness/workflow_api.py`` and swaps only their model loaders for the demo model's (``demo/graphs.py``:
 UNETLoader, VAELoader, and the demo's text-encoder loader; the prompts are typed text through the
 stock CLIPTextEncode), queues them over HTTP, and writes the images and a side-by-side sheet: the
 held-out scene "a tangerine and a cat on blue", its reconstruction, edits of one object that keep the
@@ -14,19 +14,14 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 import urllib.error
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import evaluate  # noqa: E402
-import graphs  # noqa: E402
-import scenes as S  # noqa: E402
-
-sys.path.insert(0, str(C.ROOT / "scripts"))
-import comfy_host  # noqa: E402
+from demo import common as C
+from demo import evaluate, graphs
+from demo import scenes as S
+from harness import host
 
 ETAS = [0.0, 0.5, 0.7, 0.9, 1.0]
 # The paper's setting, which the shipped workflows use: on the benchmark it edits 99 % of the
@@ -131,7 +126,7 @@ def main():
     # one torch thread in the server: for a model this small a second thread gains little on an idle
     # machine, and on shared cores two threads ran several times slower
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    server = comfy_host.start_server(base, extra_packs=[C.DEMO / "demo_nodes"], log_path=out / "comfyui.log")
+    server = host.start_server(base, extra_packs=[C.DEMO / "demo_nodes"], log_path=out / "comfyui.log")
     server.base = base
     results = {}
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import common as C
+from demo import common as C
 
 # (the prompt's name, the package's short_name): distinct shapes and colours at 28 px
 VOCAB = [("red apple", "apple"), ("green apple", "green_apple"), ("pear", "pear"), ("lemon", "lemon"),

@@ -1,6 +1,6 @@
 """The README's picture of a real edit in ComfyUI's web UI, on the demo model.
 
-    .venv/bin/python demo/screenshot.py [--out docs/images/sd35_semantic_edit_demo.png]
+    .venv/bin/python -m demo.screenshot [--out docs/images/sd35_semantic_edit_demo.png]
 
 It starts the demo's ComfyUI server (as demo/run_demo.py does: the pack, the demo's prompt node, the
 demo model's files in the base directory), opens the web UI in headless Chromium, and loads the
@@ -19,17 +19,12 @@ import base64
 import io
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import run_demo  # noqa: E402
-
-sys.path.insert(0, str(C.ROOT / "scripts"))
-import comfy_host  # noqa: E402
-import workflow_api  # noqa: E402
+from demo import common as C
+from demo import run_demo
+from harness import host, workflow_api
 
 NAME, FOLDER = "sd35_semantic_edit", "rf_inversion"  # the template route: /api/workflow_templates/<folder>/<name>.json
 WIDTH, HEIGHT = 1600, 1000
@@ -218,7 +213,7 @@ def main():
         png.unlink()  # the input goes in through /upload/image below, as a person would add it
 
     print(f"{stamp()} starting ComfyUI headless with the pack, the demo's prompt node and the demo model ...", flush=True)
-    server = comfy_host.start_server(base, extra_packs=[C.DEMO / "demo_nodes"], log_path=work / "comfyui.log")
+    server = host.start_server(base, extra_packs=[C.DEMO / "demo_nodes"], log_path=work / "comfyui.log")
     browser = None
     try:
         settings = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,

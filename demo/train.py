@@ -1,6 +1,6 @@
 """Train the demo's default model, the emoji scenes model, from the npm package, on the CPU.
 
-    nice .venv/bin/python demo/train.py          (see demo/train_log.txt for its time)
+    nice .venv/bin/python -m demo.train          (see demo/train_log.txt for its time)
 
 It fetches `emoji-datasource-google@16.0.0` with `npm pack` into ~/.cache/rfdemo_emoji (once; the
 only download) and writes, under demo/:
@@ -21,19 +21,14 @@ same command again to resume where it stopped (--fresh starts over). Seeded; rep
 same torch build and thread count.
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import scenes as S  # noqa: E402
-
-sys.path.insert(0, str(C.ROOT / "scripts"))
-import small_clip  # noqa: E402
+from demo import common as C
+from demo import scenes as S
+from harness import small_clip
 
 CKPT = C.ROOT / "output" / "demo_emoji_train"
 LOG = C.DEMO / "train_log.txt"

@@ -1,7 +1,7 @@
 """Train the digit model (the fast model of the session tests; the demo's default is the emoji model of
 demo/train.py) from data that is on this machine, on the CPU.
 
-    PYTHONPATH=<dir with scikit-learn> .venv/bin/python demo/train_digits.py   (about 27 min on 2 shared cores)
+    PYTHONPATH=<dir with scikit-learn> .venv/bin/python -m demo.train_digits   (about 27 min on 2 shared cores)
 
 Training needs scikit-learn (for its bundled digits data set) beside the host's environment; the demo
 itself does not. It writes, under demo/:
@@ -18,15 +18,12 @@ latents (rectified-flow loss, velocity target eps - x0, class dropout for the em
 classifier. Everything is seeded, single-threaded and reproducible on the same torch build.
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from demo import common as C
 
 
 def log(msg, lines=[]):  # noqa: B006  the list keeps the run's log for train_digits_log.txt

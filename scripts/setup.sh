@@ -8,7 +8,7 @@
 # With COMFYUI_DIR=/path/to/ComfyUI, the host is that tree instead (it is used as it is, never
 # changed), with a venv of its own under .host/venvs/ made from the tree's requirements.txt: torch,
 # torchvision and torchaudio at this project's pins, the tree's own pins as the tree says, and the
-# rest at this project's pins where it has one. scripts/comfy_host.py names both paths.
+# rest at this project's pins where it has one. harness/host.py names both paths.
 #
 # Every version is pinned in scripts/requirements-host.txt.
 set -euo pipefail
@@ -17,7 +17,8 @@ HOST="$ROOT/.host"
 PIN="$ROOT/scripts/requirements-host.txt"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
-eval "$("$PY" "$ROOT/scripts/comfy_host.py" paths)"  # COMFY and VENV
+# harness/host.py imports only the standard library at module level: it runs before the venv exists.
+eval "$(cd "$ROOT" && "$PY" -m harness.host paths)"  # COMFY and VENV
 
 if [ -n "${COMFYUI_DIR:-}" ]; then
   if [ ! -f "$COMFY/main.py" ] || [ ! -f "$COMFY/requirements.txt" ]; then

@@ -6,10 +6,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/setup_browser.sh"  # Chromium for tests/test_browser.py (idempotent)
 cd "$ROOT"
-eval "$(python3 scripts/comfy_host.py paths)"  # COMFY and VENV
-python3 scripts/comfy_host.py host
+eval "$(python3 -m harness.host paths)"  # COMFY and VENV
+python3 -m harness.host host
 # rootdir is tests/: the repo root is the pack's package (it has __init__.py, which imports the
-# host), and pytest would otherwise try to import it as a test package.
+# host), and pytest would otherwise try to import it as a test package. tests/pytest.ini puts the
+# repo root on the import path (pythonpath), for the tooling's packages (harness, demo).
 # With no arguments, collect tests/ only: pytest applies testpaths only when run from the rootdir,
 # and output/ holds base directories whose custom_nodes link back to this repo.
 [ $# -gt 0 ] || set -- tests

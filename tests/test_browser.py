@@ -16,9 +16,9 @@ from conftest import ARTIFACTS
 from test_workflows import (NAMES, SAVED_BEFORE, SAVED_BEFORE_SAMPLERS, check_saved_videos, expected_sizes, fetch_image, load,
                             swap_loaders, swaps_for, upload_inputs)
 
-import workflow_api
+from harness import workflow_api
 
-PACK_FOLDER = "rf_inversion"  # the pack's folder name in custom_nodes, as comfy_host links it
+PACK_FOLDER = "rf_inversion"  # the pack's folder name in custom_nodes, as harness.host links it
 # Open dialogs: PrimeVue's on frontend 1.32.9, role=dialog elements on 1.49.6.
 DIALOG, IN_DIALOG = ".p-dialog, [role=dialog]", ".p-dialog *, [role=dialog] *"
 

@@ -3,24 +3,18 @@ through the stock CLIPTextEncode, the shipped edit workflow runs on it through t
 its classifier and its samples read what they should on held-out scenes.
 """
 import shutil
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "demo"))
-import common as C  # noqa: E402
-import scenes as S  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import small_clip  # noqa: E402
+from demo import common as C
+from demo import scenes as S
+from harness import small_clip
 
 
 @pytest.fixture(scope="module")
 def demo(host):
-    import evaluate
+    from demo import evaluate
     return evaluate.Pipeline()
 
 
@@ -71,7 +65,7 @@ def test_comfyui_loads_the_emoji_model_as_sd3_its_vae_as_taesd_and_encodes_typed
 
 
 def test_training_encodes_prompts_exactly_as_clip_text_encode_does(demo):
-    import train
+    from demo import train
     texts = ["a red apple and a cat on blue", "a grapes and a star on teal", ""]
     tokens = torch.tensor([small_clip.tokens(demo.clip, t) for t in texts])
     with torch.no_grad():
@@ -115,7 +109,7 @@ def test_samples_of_held_out_prompts_read_as_the_prompted_objects(demo, classifi
 
 
 def test_inversion_and_reconstruction_returns_the_scene(demo, objects):
-    import evaluate
+    from demo import evaluate
     scene = S.render(objects, S.NAMES.index("tangerine"), S.NAMES.index("cat"), S.BACKGROUNDS.index("blue"))
     latent = demo.encode(scene)
     assert latent["samples"].shape == (1, 16, 8, 8)
@@ -142,8 +136,7 @@ def test_the_shipped_edit_workflow_edits_one_emoji_on_the_real_server(demo_serve
     """workflows/sd35_semantic_edit.json with only its model loaders swapped (demo/graphs.py), the
     prompt typed: the cat becomes a dog, the tangerine stays, and the darker blue and the moves that
     the prompt does not say are kept better than with the controller off (eta 0)."""
-    import graphs
-    import run_demo
+    from demo import graphs, run_demo
     shutil.copy(C.INPUTS / "scene.png", demo_server.base / "input" / "test_scene.png")
     info = demo_server.get("/object_info")
     scene = load_png(C.INPUTS / "scene.png")

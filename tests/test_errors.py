@@ -50,11 +50,11 @@ IMAGE_TO_IMAGE = {"IMG_TO_IMG_FLOW": (0, 33, 0), "IMG_TO_IMG_VELOCITY": (0, 38, 
 def test_a_flow_from_image_to_image_is_refused(flow, node, setup, name):
     import comfy.model_base
     import comfy.model_sampling
-    import comfy_host
+    import harness.host
     model, sigmas, image, _ = setup
     if not hasattr(comfy.model_sampling, name):
-        version = tuple(int(part) for part in comfy_host.host_version().split(".")[:3])
-        assert version < IMAGE_TO_IMAGE[name], f"ComfyUI {comfy_host.host_version()} has no {name} in comfy.model_sampling"
+        version = tuple(int(part) for part in harness.host.host_version().split(".")[:3])
+        assert version < IMAGE_TO_IMAGE[name], f"ComfyUI {harness.host.host_version()} has no {name} in comfy.model_sampling"
         return
     # as the host builds it for a model of that type
     sampling = comfy.model_base.model_sampling(model.model.model_config, comfy.model_base.ModelType[name])

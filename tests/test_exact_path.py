@@ -9,7 +9,7 @@ import comfy.model_management
 import pytest
 import torch
 
-import exact_models as em
+from harness import exact_models as em
 from test_errors import fails_before_any_model_call
 from test_families import FamilyFlow
 from test_samplers import SHAPE, SOLVERS, Flow, partial, rel, y1_of

@@ -7,7 +7,7 @@ frame count."""
 import pytest
 import torch
 
-import exact_models as em
+from harness import exact_models as em
 from test_errors import fails_before_any_model_call
 from test_samplers import SOLVERS, Flow, rel
 

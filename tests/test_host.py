@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import comfy_host
+import harness.host
 from conftest import ROOT
 
 PACK_NODES = {"RFInversionSampler": "RF-Inversion Sampler",
@@ -56,7 +56,7 @@ def test_sampler_math_imports_without_comfyui():
 def _ci_copy(tmp_path, test_body):
     """A copy of the CI entry point and scripts around one test file, sharing the set-up host."""
     for rel in (".ci/run", "scripts/test.sh", "scripts/setup.sh", "scripts/setup_browser.sh", "scripts/requirements-host.txt",
-                "scripts/comfy_host.py", "tests/pytest.ini"):
+                "harness/__init__.py", "harness/host.py", "tests/pytest.ini"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     for rel in (".venv", ".host"):
@@ -80,30 +80,30 @@ def test_ci_run_passes_when_the_tests_pass(tmp_path):
     assert "1 passed" in result.stdout
     # The copy has no ../shared beside it: CI says so, and runs the project's host alone.
     assert "../shared is absent" in result.stdout and "ran ComfyUI 0.3.75 alone" in result.stdout
-    version = comfy_host.host_version(comfy_host.host_paths("")[0])
+    version = harness.host.host_version(harness.host.host_paths("")[0])
     assert f"host: ComfyUI {version} at {tmp_path.resolve() / '.host' / 'ComfyUI'}" in result.stdout.splitlines()
 
 
 def test_the_host_line_names_the_tree_this_run_uses(server):
     """The line every run prints is the tree that the tests import and the server runs."""
     import comfy.model_management
-    assert comfy_host.host_line() == f"host: ComfyUI {comfy_host.host_version()} at {comfy_host.COMFY}"
-    assert Path(comfy.model_management.__file__).resolve().is_relative_to(comfy_host.COMFY)
-    assert server.get("/system_stats")["system"]["comfyui_version"] == comfy_host.host_version()
+    assert harness.host.host_line() == f"host: ComfyUI {harness.host.host_version()} at {harness.host.COMFY}"
+    assert Path(comfy.model_management.__file__).resolve().is_relative_to(harness.host.COMFY)
+    assert server.get("/system_stats")["system"]["comfyui_version"] == harness.host.host_version()
     if os.environ.get("COMFYUI_DIR"):
-        assert comfy_host.COMFY == Path(os.environ["COMFYUI_DIR"]).resolve()
-        assert Path(sys.executable).parent.parent == comfy_host.VENV != ROOT / ".venv"
+        assert harness.host.COMFY == Path(os.environ["COMFYUI_DIR"]).resolve()
+        assert Path(sys.executable).parent.parent == harness.host.VENV != ROOT / ".venv"
 
 
 def test_comfyui_dir_outside_the_project_gets_a_venv_inside_it(tmp_path):
     """A tree anywhere is named as it is; its venv is the project's own (.host/venvs), one per tree."""
-    code = "import comfy_host; print(comfy_host.COMFY); print(comfy_host.VENV)"
+    code = "import harness.host as h; print(h.COMFY); print(h.VENV)"
     env = {**os.environ, "COMFYUI_DIR": str(tmp_path / "ComfyUI")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT / "scripts", capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out[0] == str((tmp_path / "ComfyUI").resolve())
     assert Path(out[1]).parent == ROOT / ".host" / "venvs" and Path(out[1]).name.startswith("ComfyUI-")
-    assert Path(out[1]) != comfy_host.VENV
+    assert Path(out[1]) != harness.host.VENV
 
 
 def test_setup_refuses_a_comfyui_dir_that_is_no_comfyui_tree(tmp_path):

@@ -8,7 +8,7 @@ import copy
 import json
 
 import pytest
-import session
+from harness import session
 from malformed_prompts import CASES, ROLES, STEPS, missing
 
 GOOD = {"image": "three.png", "edit_text": "an 8", "steps": STEPS, "gamma": 0.25, "eta": 0.9, "stop": 0.5}

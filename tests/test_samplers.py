@@ -5,7 +5,7 @@ import comfy.model_management
 import pytest
 import torch
 
-import exact_models as em
+from harness import exact_models as em
 
 SHIFTS = ["flux", "sd3"]
 SOLVERS = ["euler", "midpoint", "fireflow"]

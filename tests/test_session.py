@@ -1,4 +1,4 @@
-"""An artist's long session on the real server, on the demo model (scripts/session.py): the re-edit
+"""An artist's long session on the real server, on the demo model (harness/session.py): the re-edit
 cache, a soak, interrupts, ComfyUI's other cache modes, and Ctrl-C on the demo.
 
 The shipped SD3.5 edit workflow runs as the demo runs it, with observers that change nothing: a
@@ -9,16 +9,13 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
 import pytest
-import session
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "demo"))
-import common as C  # noqa: E402
+from demo import common as C
+from harness import session
 
 EDIT = {"image": "three.png", "edit_text": "an 8", "gamma": 0.25, "eta": 0.9, "stop": 0.5, "steps": 8}
 network_calls = C.rf_math().network_calls
@@ -79,7 +76,7 @@ def test_a_linked_re_edit_costs_only_the_reverse_and_matches_a_full_run(demo_ser
 
 
 def test_soak_of_50_edits(demo_server):
-    """10 settings x 5 through /prompt: scripts/session.py reports the memory figure; here only a bound
+    """10 settings x 5 through /prompt: harness/session.py reports the memory figure; here only a bound
     that a loaded 2-core machine cannot break (the figure is about 0.01-0.03 MB per run)."""
     report = session.soak(demo_server)
     assert report["statuses"] == ["success"] * 50

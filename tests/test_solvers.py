@@ -4,7 +4,7 @@ the second-order solvers are second order on one pass, and network calls are cou
 import pytest
 import torch
 
-import exact_models as em
+from harness import exact_models as em
 from malformed_prompts import combo_refused, missing
 from test_malformed import error_text
 from test_samplers import SHAPE, STEPS, SHIFTS, Flow, partial, rel, y1_of

@@ -1,6 +1,6 @@
 """The shipped workflows, end to end on the real ComfyUI server with the pack loaded.
 
-Each UI file in ``workflows/`` becomes an API prompt through ``scripts/workflow_api.to_api`` (checked
+Each UI file in ``workflows/`` becomes an API prompt through ``harness.workflow_api.to_api`` (checked
 against the web UI's own ``graphToPrompt`` in test_browser.py). Only the model loaders are swapped,
 by node class and keeping their links, for tiny models built from ComfyUI's classes
 (``tests/test_nodes``); every other node runs as shipped. Observer nodes from the same test pack
@@ -18,7 +18,7 @@ import requests
 from conftest import ROOT
 from PIL import Image
 
-import workflow_api
+from harness import workflow_api
 
 WORKFLOWS = ROOT / "workflows"
 NAMES = ["flux_semantic_edit", "flux_stroke_to_image", "flux_rectified_sde_generation", "sd35_semantic_edit",

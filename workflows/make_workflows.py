@@ -1,7 +1,7 @@
 """Regenerates the workflow files in this folder through ComfyUI's real web UI.
 
-    .venv/bin/python workflows/make_workflows.py            (starts a ComfyUI server and Chromium)
-    .venv/bin/python workflows/make_workflows.py --server http://127.0.0.1:8188
+    .venv/bin/python -m workflows.make_workflows            (starts a ComfyUI server and Chromium)
+    .venv/bin/python -m workflows.make_workflows --server http://127.0.0.1:8188
 
 Each graph below is described by node type, title, position, widget values by name and links by
 input name; the web UI builds it with LiteGraph's own calls and serialises it, so the files are
@@ -9,13 +9,10 @@ exactly what the UI saves. Needs scripts/setup.sh and scripts/setup_browser.sh r
 """
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 NOTE_COLOR = ("#432", "#653")
 PACK_COLOR = ("#223", "#335")
@@ -492,15 +489,15 @@ def build(browser, name):
 
 
 def main():
-    import comfy_host
-    from workflow_api import Chromium, open_web_ui
+    from harness import host
+    from harness.workflow_api import Chromium, open_web_ui
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", help="a running ComfyUI with the pack; default: start one")
     parser.add_argument("names", nargs="*", default=list(WORKFLOWS))
     opts = parser.parse_args()
     server = None
     if opts.server is None:
-        server = comfy_host.start_server(tempfile.mkdtemp(prefix="rf_make_workflows_"))
+        server = host.start_server(tempfile.mkdtemp(prefix="rf_make_workflows_"))
         url = server.url
     else:
         url = opts.server

@@ -6,7 +6,7 @@ CLIP text transformer trained with the model, with ComfyUI's own CLIP tokenizer,
 CLIP that the stock ``CLIPTextEncode`` encodes a typed prompt with. ComfyUI's ``CLIPLoader`` cannot
 load it: it builds CLIP-L, -G and -H from fixed configs (768 wide and more, 12 layers and more), and
 reads no size from the file. This node builds the same classes at the size the file's metadata gives
-(scripts/small_clip.py).
+(harness/small_clip.py; the server that loads this pack has the repository root on PYTHONPATH).
 
 The demo's flow model is conditioned on a digit class, not on text through a text encoder: ComfyUI's
 text encoders (CLIP, T5) are hundreds of megabytes. ``Digit Prompt`` reads a digit from a short
@@ -15,10 +15,6 @@ one-hot (ten digits and the empty prompt) as SD3's pooled vector and as one cont
 with no digit in it is the empty prompt, the unconditional model that inversion uses.
 """
 import re
-import sys
-from pathlib import Path
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 NULL_CLASS, N_COND = 10, 11
@@ -83,9 +79,7 @@ async def comfy_entrypoint():
         @classmethod
         def execute(cls, clip_name) -> io.NodeOutput:
             import folder_paths
-            if str(SCRIPTS) not in sys.path:
-                sys.path.insert(0, str(SCRIPTS))
-            import small_clip
+            from harness import small_clip
             return io.NodeOutput(small_clip.load(folder_paths.get_full_path_or_raise("text_encoders", clip_name)))
 
     class DemoExtension(ComfyExtension):

@@ -1,5 +1,5 @@
 """Test-only nodes for the long-session tests (tests/test_session.py, tests/test_malformed.py), loaded
-beside the pack and the demo's prompt node on the demo-model server (scripts/session.py).
+beside the pack and the demo's prompt node on the demo-model server (harness/session.py).
 
 - ``RFTestCountCalls`` (MODEL, label) -> MODEL: counts the model's denoised estimates under a label
   through the post-CFG hook, as demo/evaluate.py counts network calls; GET /rf_test/calls reads the

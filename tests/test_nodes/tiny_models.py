@@ -14,19 +14,15 @@
   of one frame), or the Wan 2.2 one (48 channels, 1/16 in space and 1/4 in time) at a small width.
 """
 import functools
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from comfy_api.latest import io
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "scripts") not in sys.path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-
-import exact_models  # noqa: E402
-import small_clip  # noqa: E402
+# The repository root is on the path: pytest.ini's pythonpath in-process, PYTHONPATH in the server
+# (harness.host.start_server).
+from harness import exact_models, small_clip
 
 CATEGORY = "testing/rf_inversion"
 WIDTH = 64  # text width: context and pooled dimension of every tiny model

@@ -1,15 +1,17 @@
 """The real ComfyUI host for this pack: a headless server in a child process, or the host in-process.
+Run from the repository root:
 
-    .venv/bin/python scripts/comfy_host.py serve [--port 8188]     start it, print the address, wait
-    .venv/bin/python scripts/comfy_host.py start --port N --base DIR  start it in the background, print its pid
-    .venv/bin/python scripts/comfy_host.py stop --pid PID             stop it
-    python3 scripts/comfy_host.py host                                  print which ComfyUI a run uses
-    python3 scripts/comfy_host.py paths                                 its tree and venv, for scripts/setup.sh
+    .venv/bin/python -m harness.host serve [--port 8188]     start it, print the address, wait
+    .venv/bin/python -m harness.host start --port N --base DIR  start it in the background, print its pid
+    .venv/bin/python -m harness.host stop --pid PID             stop it
+    python3 -m harness.host host                                  print which ComfyUI a run uses
+    python3 -m harness.host paths                                 its tree and venv, for scripts/setup.sh
 
 The host is ``.host/ComfyUI`` (0.3.75, made by scripts/setup.sh) with the venv ``.venv``, or the
 ComfyUI tree that the environment variable COMFYUI_DIR names, with a venv of its own under
 ``.host/venvs/``. The pack is linked into ``BASE/custom_nodes/`` under the name ``rf_inversion``.
-Tests, the demo and the benchmarks import this module for the same start-up.
+Tests, the demo and the benchmarks import this module for the same start-up. Only the standard
+library at module level: scripts/setup.sh runs it with the system python, before the venv exists.
 """
 import argparse
 import asyncio
@@ -201,6 +203,16 @@ class Messages:
         self.close()
 
 
+def server_env(environ=None):
+    """The server's environment: this one, with the repository root after any PYTHONPATH already set, so
+    that the node packs the tests and the demo load beside the pack (tests/test_nodes, demo/demo_nodes)
+    import ``harness``. It comes after ComfyUI's own tree (main.py's folder, first on the server's import
+    path), so the root's ``nodes/`` package never hides ComfyUI's ``nodes.py``."""
+    env = dict(os.environ if environ is None else environ)
+    env["PYTHONPATH"] = os.pathsep.join([p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(ROOT)])
+    return env
+
+
 def start_server(base_dir, port=None, extra_packs=(), log_path=None, timeout=300, extra_args=()):
     """Start ``main.py --cpu`` headless with the pack linked in, and wait until /object_info answers."""
     if not (COMFY / "main.py").exists():
@@ -212,7 +224,7 @@ def start_server(base_dir, port=None, extra_packs=(), log_path=None, timeout=300
     log = open(log_path, "w")
     command = [str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                "--base-directory", str(base_dir), *extra_args]
-    process = subprocess.Popen(command, cwd=COMFY, stdout=log, stderr=subprocess.STDOUT,
+    process = subprocess.Popen(command, cwd=COMFY, env=server_env(), stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     server = Server(process, port, log_path, base_dir)
     deadline = time.monotonic() + timeout
@@ -257,13 +269,20 @@ def stop_pid(pid, timeout=20):
 _IN_PROCESS = {}
 
 
-def import_comfy():
-    """Make the host's modules importable in this process, on the CPU, without loading any nodes."""
-    if str(COMFY) not in sys.path:
+def import_comfy(cpu=True):
+    """Make the host's modules importable in this process, without loading any nodes: on the CPU, or
+    with ``cpu=False`` on the device that ComfyUI's model management picks (benchmarks/device.py)."""
+    # First, before anything imports ``nodes``: the repository root on the path holds the pack's nodes/.
+    if sys.path[:1] != [str(COMFY)]:
         sys.path.insert(0, str(COMFY))
+    loaded = sys.modules.get("nodes")
+    if loaded is not None and not Path(getattr(loaded, "__file__", "") or "").resolve().is_relative_to(COMFY.resolve()):
+        raise RuntimeError(f"'nodes' was imported from {getattr(loaded, '__file__', loaded)} before the host: "
+                           f"import_comfy must run before anything imports ComfyUI's nodes.py")
     import utils.extra_config  # noqa: F401  as main.py does first: ComfyUI's utils package, not comfy/utils.py
     from comfy.cli_args import args
-    args.cpu = True  # before comfy.model_management is imported, or it looks for CUDA
+    if cpu:
+        args.cpu = True  # before comfy.model_management is imported, or it looks for CUDA
     import comfy.model_management  # noqa: F401
 
 

@@ -1,10 +1,10 @@
 """Turn a UI workflow (what ComfyUI's web UI saves, and what ``workflows/`` ships) into the API
 prompt that ``POST /prompt`` takes.
 
-    from workflow_api import to_api
+    from harness.workflow_api import to_api
     prompt = to_api(json.load(open("workflows/flux_semantic_edit.json")), server.get("/object_info"))
 
-    .venv/bin/python scripts/workflow_api.py WORKFLOW.json --server http://127.0.0.1:8188 > prompt.json
+    .venv/bin/python -m harness.workflow_api WORKFLOW.json --server http://127.0.0.1:8188 > prompt.json
 
 ``to_api`` follows what the frontend's ``app.graphToPrompt()`` does: widget values are matched to
 the node's widget inputs in the order of ``/object_info`` (with the extra, unsent widgets the

@@ -1,6 +1,6 @@
 """An artist's long session on one server, on the demo model: the soak and its memory figure.
 
-    .venv/bin/python scripts/session.py [--repeats 5] [--out output/session]
+    .venv/bin/python -m harness.session [--repeats 5] [--out output/session]
 
 Starts the real ComfyUI server with the pack, the demo model (demo/) and the test-only observer nodes
 (tests/session_nodes), queues the shipped SD3.5 edit workflow (workflows/sd35_semantic_edit.json, as
@@ -13,18 +13,15 @@ its observers (a network-call counter on each pass, a hash of the edited image).
 """
 import argparse
 import json
-import sys
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "demo"))
-import comfy_host  # noqa: E402
-import common as C  # noqa: E402
-import graphs  # noqa: E402
-import run_demo  # noqa: E402
+from demo import common as C
+from demo import graphs, run_demo
+from harness import host
+
+ROOT = host.ROOT
 
 SESSION_NODES = ROOT / "tests" / "session_nodes"
 TEST_NODES = ROOT / "tests" / "test_nodes"
@@ -52,7 +49,7 @@ def start_demo_server(base, extra_args=(), log_path=None):
     and the test-only nodes (the tiny test models and the session observers)."""
     base = Path(base)
     run_demo.prepare_base(base)
-    server = comfy_host.start_server(base, extra_packs=[C.DEMO / "demo_nodes", TEST_NODES, SESSION_NODES],
+    server = host.start_server(base, extra_packs=[C.DEMO / "demo_nodes", TEST_NODES, SESSION_NODES],
                                      log_path=log_path, extra_args=extra_args)
     server.base = base
     return server
@@ -111,7 +108,7 @@ def files_outside(base, keep=("output", "temp")):
     folders and the server's log: {path: size}."""
     base = Path(base)
     found = {}
-    for top in (base, comfy_host.COMFY):
+    for top in (base, host.COMFY):
         for path in top.rglob("*"):
             if path.is_file() and not (top == base and path.relative_to(base).parts[0] in keep) \
                     and path.suffix != ".log" and "__pycache__" not in path.parts:

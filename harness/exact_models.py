@@ -11,7 +11,7 @@ the family's ``comfy.model_base`` class gets a module that returns the raw veloc
 so ComfyUI's own ``calculate_denoised`` recovers D, and the family's latent format (Flux's scale and
 shift, Wan's per-channel mean and std, the refiner's reshape), its model sampling, conditioning and
 guider all stay on the path. Latents may be of any rank: (B, C, H, W) images, (B, C, T, H, W) videos
-and Qwen-Image's one-frame latents. Needs the host imported (``comfy_host.import_host``) first.
+and Qwen-Image's one-frame latents. Needs the host imported (``harness.host.import_host``) first.
 """
 import math
 import types
