@@ -1,4 +1,5 @@
 """The pack in the real ComfyUI host: as a server, in-process, and the CI entry point."""
+import json
 import os
 import shutil
 import subprocess
@@ -111,3 +112,59 @@ def test_setup_refuses_a_comfyui_dir_that_is_no_comfyui_tree(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"COMFYUI_DIR={tmp_path} is not a ComfyUI tree" in result.stderr and "main.py" in result.stderr
+
+TOOLING = ("harness", "demo", "benchmarks", "workflows")
+
+# Loads a custom node pack the way harness.host.import_host does, in a fresh process whose environment
+# is the server's (the repository root on PYTHONPATH, so the tooling is importable), and prints, after
+# each pack, the tooling's modules the process holds: by name, or by a file in the tooling's folders.
+# harness/host.py itself comes in under another name, so that "harness" is not imported unless a pack does.
+LOAD_PACKS = """
+import asyncio, importlib.util, json, sys
+from pathlib import Path
+root, base, packs = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+spec = importlib.util.spec_from_file_location("rf_host_under_test", root / "harness" / "host.py")
+host = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(host)
+host.import_comfy()
+import nodes
+asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+custom = host.link_pack(base, [p for p in packs if Path(p) != host.ROOT])
+folders = [root / name for name in %r]
+for pack in packs:
+    name = host.PACK_NAME if Path(pack) == host.ROOT else Path(pack).name
+    loaded = asyncio.run(nodes.load_custom_node(str(custom / name)))
+    tooling = sorted(m for m, module in list(sys.modules.items()) if m != "rf_host_under_test" and (
+        m.split(".")[0] in %r
+        or any(Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(f) for f in folders)))
+    print(json.dumps({"pack": name, "loaded": loaded, "tooling": tooling}))
+""" % (TOOLING + ("tests",), TOOLING)
+
+
+def test_the_pack_imports_none_of_the_tooling(tmp_path):
+    """ComfyUI loads the pack (the repository root's __init__.py, then nodes/ and sampler/ through its
+    entry point) as a plain custom node: no module of harness, demo, benchmarks or workflows comes in
+    with it, though each is importable there. A pack that does import one, loaded after it in the same
+    process, shows that the check sees it."""
+    control = tmp_path / "imports_the_tooling"
+    control.mkdir()
+    (control / "__init__.py").write_text("from harness import workflow_api  # noqa: F401\nNODE_CLASS_MAPPINGS = {}\n")
+    out = subprocess.run([sys.executable, "-c", LOAD_PACKS, str(ROOT), str(tmp_path / "base"), str(ROOT), str(control)],
+                         env=harness.host.server_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    pack, after_control = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert pack["pack"] == harness.host.PACK_NAME and pack["loaded"], out.stderr[-4000:]
+    assert pack["tooling"] == [], f"loading the pack imported the tooling: {pack['tooling']}"
+    assert after_control["loaded"] and "harness.workflow_api" in after_control["tooling"], after_control
+
+
+def test_the_server_imports_comfyuis_nodes_and_the_harness_from_the_repository_root():
+    """The test and demo node packs import harness in the server, through PYTHONPATH (appended to what
+    the caller had); ComfyUI's nodes.py still comes first, from main.py's folder, not the root's nodes/."""
+    assert harness.host.server_env({"PYTHONPATH": "/elsewhere"})["PYTHONPATH"].split(os.pathsep) == ["/elsewhere", str(ROOT)]
+    code = "import importlib.util as u; print(u.find_spec('nodes').origin); print(u.find_spec('harness').origin)"
+    # -c puts its folder first on the path, as running main.py does with ComfyUI's
+    out = subprocess.run([str(harness.host.PYTHON), "-c", code], cwd=harness.host.COMFY, env=harness.host.server_env(),
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(harness.host.COMFY / "nodes.py"), str(ROOT / "harness" / "__init__.py")]
+
