@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.run --quick         # a smoke run, about a minute; numbers are rough
     .venv/bin/python -m benchmarks.run --device cuda   # the same report on a GPU
 
-from the repository root.
+from the repository root, on the host that the run uses (COMFYUI_DIR's tree, or the project's own).
 
 1. Overhead: each sampler, and each second-order solver, against ComfyUI's ``euler`` on the same
    Flux network, inputs and number of network calls (benchmarks/overhead.py).
@@ -62,14 +62,16 @@ def machine(device):
     except OSError:
         pass
     import torch
-    comfy_version = "?"
-    version_file = ROOT / ".host" / "ComfyUI" / "comfyui_version.py"
-    if version_file.exists():
-        comfy_version = version_file.read_text().split('__version__ = "')[-1].split('"')[0]
     from benchmarks import device as dev
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "comfyui": comfy_version,
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), **host_of_run(),
             "device": device, "device_name": dev.name(device)}
+
+
+def host_of_run():
+    """The ComfyUI that this run imports, as the line every run prints names it (host.host_line()):
+    COMFYUI_DIR's tree when it is set, else the project's own."""
+    return {"comfyui": host.host_version(), "comfyui_dir": str(host.COMFY)}
 
 
 def loadavg():
@@ -497,6 +499,7 @@ def main():
     mem = run_memory(out_dir, opts.quick, log, opts.device)
 
     log(f"importing the host on {opts.device} ...")
+    log(host.host_line())
     nodes = dev.import_host(opts.device)
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False  # both sides alike; keeps the console readable

@@ -168,3 +168,15 @@ def test_the_server_imports_comfyuis_nodes_and_the_harness_from_the_repository_r
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(harness.host.COMFY / "nodes.py"), str(ROOT / "harness" / "__init__.py")]
 
+def test_the_benchmarks_report_the_host_that_the_run_uses(tmp_path):
+    """benchmarks/run.py's report names the host the run imports, the one the line of every run names:
+    COMFYUI_DIR's tree when it is set (here a stand-in tree with its own version), not .host/ComfyUI."""
+    from benchmarks import run
+    assert harness.host.host_line() == "host: ComfyUI {comfyui} at {comfyui_dir}".format(**run.host_of_run())
+    tree = tmp_path / "ComfyUI"
+    tree.mkdir()
+    (tree / "comfyui_version.py").write_text('__version__ = "0.0.7"\n')
+    code = "from benchmarks import run; from harness import host; print(run.host_of_run()); print(host.host_line())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "COMFYUI_DIR": str(tree)},
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == [str({"comfyui": "0.0.7", "comfyui_dir": str(tree.resolve())}), f"host: ComfyUI 0.0.7 at {tree.resolve()}"]
