@@ -1,4 +1,5 @@
 """The pack in the real ComfyUI host: as a server, in-process, and the CI entry point."""
+import hashlib
 import json
 import os
 import shutil
@@ -55,24 +56,37 @@ def test_sampler_math_imports_without_comfyui():
 
 
 def _ci_copy(tmp_path, test_body):
-    """A copy of the CI entry point and scripts around one test file, sharing the set-up host."""
+    """A copy of the CI entry point, its scripts and harness/host.py around one test file.
+
+    These tests check the entry point (its exit status and its lines), not a host, so the copy gets no
+    set-up of its own: its project host (.host/ComfyUI and .venv, which .ci/run's 0.3.75 leg runs on) is
+    the host that this run uses, set up already. That is the project's 0.3.75, or COMFYUI_DIR's tree and
+    its venv, the only host a fresh clone has when ``COMFYUI_DIR=... bash scripts/test.sh`` is its first
+    command. The stamp is the one scripts/setup.sh writes for its project host (sha256 of the pins and
+    of itself), so that its check finds the host in place; PIP_NO_INDEX keeps a set-up that did not
+    find it from installing into the shared venv."""
     for rel in (".ci/run", "scripts/test.sh", "scripts/setup.sh", "scripts/setup_browser.sh", "scripts/requirements-host.txt",
                 "harness/__init__.py", "harness/host.py", "tests/pytest.ini"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
-    for rel in (".venv", ".host"):
-        (tmp_path / rel).symlink_to(ROOT / rel)
+    (tmp_path / ".venv").symlink_to(harness.host.VENV, target_is_directory=True)
+    (tmp_path / ".host").mkdir()
+    (tmp_path / ".host" / "ComfyUI").symlink_to(harness.host.COMFY, target_is_directory=True)
+    stamp = hashlib.sha256((ROOT / "scripts" / "requirements-host.txt").read_bytes() + (ROOT / "scripts" / "setup.sh").read_bytes())
+    (tmp_path / ".host" / "setup.stamp").write_text(stamp.hexdigest() + "\n")
     (tmp_path / "tests").mkdir(exist_ok=True)
     (tmp_path / "tests" / "test_one.py").write_text(f"def test_one():\n    {test_body}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    return subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=300)
+    env["PIP_NO_INDEX"] = "1"
+    result = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert "setup: host ready" in result.stdout and "setup: creating" not in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    return result
 
 
 def test_ci_run_fails_when_a_test_fails(tmp_path):
     result = _ci_copy(tmp_path, "assert 1 == 2")
     assert result.returncode != 0, result.stdout[-2000:]
     assert "1 failed" in result.stdout
-    assert "setup: host ready" in result.stdout  # the set-up step ran, and found the host in place
 
 
 def test_ci_run_passes_when_the_tests_pass(tmp_path):
@@ -81,7 +95,7 @@ def test_ci_run_passes_when_the_tests_pass(tmp_path):
     assert "1 passed" in result.stdout
     # The copy has no ../shared beside it: CI says so, and runs the project's host alone.
     assert "../shared is absent" in result.stdout and "ran ComfyUI 0.3.75 alone" in result.stdout
-    version = harness.host.host_version(harness.host.host_paths("")[0])
+    version = harness.host.host_version()  # the host this run uses, which the copy runs on
     assert f"host: ComfyUI {version} at {tmp_path.resolve() / '.host' / 'ComfyUI'}" in result.stdout.splitlines()
 
 
@@ -112,6 +126,7 @@ def test_setup_refuses_a_comfyui_dir_that_is_no_comfyui_tree(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"COMFYUI_DIR={tmp_path} is not a ComfyUI tree" in result.stderr and "main.py" in result.stderr
+
 
 TOOLING = ("harness", "demo", "benchmarks", "workflows")
 
@@ -167,6 +182,7 @@ def test_the_server_imports_comfyuis_nodes_and_the_harness_from_the_repository_r
     out = subprocess.run([str(harness.host.PYTHON), "-c", code], cwd=harness.host.COMFY, env=harness.host.server_env(),
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(harness.host.COMFY / "nodes.py"), str(ROOT / "harness" / "__init__.py")]
+
 
 def test_the_benchmarks_report_the_host_that_the_run_uses(tmp_path):
     """benchmarks/run.py's report names the host the run imports, the one the line of every run names:
