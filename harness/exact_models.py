@@ -67,6 +67,33 @@ class GaussianMixture:
         return torch.stack(out).float()
 
 
+class PromptedGaussian:
+    """x0 ~ N(mu + c * where, s^2 I) with c the mean of the prompt's context: a prompt moves the data
+    only where ``where`` (H, W) is nonzero, in every channel and frame. Two prompts' denoised
+    estimates then differ by (c_t - c_s) * where * sigma^2 / ((1 - sigma)^2 s^2 + sigma^2): exactly
+    there, the edit region of the two prompts. ``mu`` has one latent's model-space shape."""
+
+    reads_prompt = True
+
+    def __init__(self, mu, s, where):
+        self.mu, self.s, self.where = mu.double(), float(s), where.double()
+
+    def mean(self, context, like):
+        c = context.to(like.device, torch.float64).flatten(1).mean(1).reshape(-1, *[1] * (like.ndim - 1))
+        return self.mu.to(like.device) + c * self.where.to(like.device)
+
+    def denoise(self, x, sigma, context):
+        """E[x0 | x_sigma = x] under the prompt whose context is ``context``."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1, *[1] * (x.ndim - 1))
+        a, mean = 1.0 - sigma, self.mean(context, x)
+        return mean + a * self.s ** 2 * (x.double() - a * mean) / (a * a * self.s ** 2 + sigma * sigma)
+
+    def sample(self, n, generator, context):
+        """n exact samples of x0 under the prompt whose context is ``context``, in model space."""
+        noise = torch.randn((n, *self.mu.shape), generator=generator, dtype=torch.float64)
+        return (self.mean(context, noise) + self.s * noise).float()
+
+
 class ExactVelocity(torch.nn.Module):
     """Fills a flow model's network slot: returns the raw velocity (x - D) / sigma of an exact field.
 
@@ -89,7 +116,10 @@ class ExactVelocity(torch.nn.Module):
             self.seen.append({"x": x.detach().clone(), "timestep": timestep.detach().clone(),
                               "sigma": transformer_options["sigmas"].detach().clone()})
         sigma = transformer_options["sigmas"].to(torch.float64).reshape(-1, *[1] * (x.ndim - 1))
-        denoised = self.field.denoise(x, sigma.flatten())
+        if getattr(self.field, "reads_prompt", False):
+            denoised = self.field.denoise(x, sigma.flatten(), context)
+        else:
+            denoised = self.field.denoise(x, sigma.flatten())
         return ((x.double() - denoised) / sigma).to(x.dtype)
 
 

@@ -19,6 +19,21 @@ CATEGORY = "sampling/custom_sampling/samplers"
 FLIPPED_ZERO = 1e-4  # what comfy_extras' FlipSigmas puts in place of a schedule's final 0
 
 
+def check_flow_model(title, sampling, where=""):
+    """Name a model that is no rectified-flow model before any call: it would run to meaningless output."""
+    # CONST subclasses of newer hosts that flow from one image to another, not from noise: by name, as older hosts lack them
+    image_to_image = [n for n in ("IMG_TO_IMG_FLOW", "IMG_TO_IMG_VELOCITY")
+                      if isinstance(sampling, getattr(comfy.model_sampling, n, ()))]
+    if image_to_image or not isinstance(sampling, comfy.model_sampling.CONST):
+        # the prediction type (EPS, V_PREDICTION, ...) says what the model is: its class is "ModelSampling"
+        kinds = [c.__name__ for c in type(sampling).__mro__ if c.__module__ == comfy.model_sampling.__name__
+                 and c.__name__ != "ModelSampling"]
+        why = (f"{image_to_image[0]}: a flow from one image to another, not from noise to an image" if image_to_image
+               else f"{' + '.join(kinds) or type(sampling).__name__}, not CONST: an SD1.5/SDXL-style diffusion model")
+        raise ValueError(f"{title}: the model {where}is not a rectified-flow model (its sampling is "
+                         f"{why}). Use a flow model such as Flux, Flux.2, SD3, Qwen-Image, Z-Image or Wan.")
+
+
 class PackSampler(comfy.samplers.KSAMPLER):
     """A KSAMPLER that checks its inputs first and honours interrupt on every step."""
 
@@ -27,18 +42,7 @@ class PackSampler(comfy.samplers.KSAMPLER):
 
     def check(self, model_wrap, sigmas, noise, latent_image):
         where = f"{self.title}:"
-        sampling = model_wrap.inner_model.model_sampling
-        # CONST subclasses of newer hosts that flow from one image to another, not from noise: by name, as older hosts lack them
-        image_to_image = [n for n in ("IMG_TO_IMG_FLOW", "IMG_TO_IMG_VELOCITY")
-                          if isinstance(sampling, getattr(comfy.model_sampling, n, ()))]
-        if image_to_image or not isinstance(sampling, comfy.model_sampling.CONST):
-            # the prediction type (EPS, V_PREDICTION, ...) says what the model is: its class is "ModelSampling"
-            kinds = [c.__name__ for c in type(sampling).__mro__ if c.__module__ == comfy.model_sampling.__name__
-                     and c.__name__ != "ModelSampling"]
-            why = (f"{image_to_image[0]}: a flow from one image to another, not from noise to an image" if image_to_image
-                   else f"{' + '.join(kinds) or type(sampling).__name__}, not CONST: an SD1.5/SDXL-style diffusion model")
-            raise ValueError(f"{where} the model connected to the guider is not a rectified-flow model (its sampling is "
-                             f"{why}). Use a flow model such as Flux, Flux.2, SD3, Qwen-Image, Z-Image or Wan.")
+        check_flow_model(self.title, model_wrap.inner_model.model_sampling, "connected to the guider ")
         if not self.uses_noise and noise is not None and torch.count_nonzero(noise) > 0:
             raise ValueError(f"{where} this sampler ignores the noise input, and a noise source is wired to it. "
                              "Connect DisableNoise to SamplerCustomAdvanced's noise (or turn add_noise off in SamplerCustom).")

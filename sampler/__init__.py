@@ -1,4 +1,12 @@
-"""The math of the pack: pure torch, no ComfyUI import (see rf_inversion.py)."""
+"""The math of the pack: pure torch, no ComfyUI import (see rf_inversion.py and edit_region.py)."""
+from .edit_region import (  # noqa: F401
+    add_difference,
+    probe_levels,
+    region_calls,
+    region_map,
+    region_mask,
+    sample_region_probes,
+)
 from .rf_inversion import (  # noqa: F401
     ETA_TRENDS,
     SOLVERS,

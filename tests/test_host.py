@@ -13,6 +13,7 @@ from conftest import ROOT
 PACK_NODES = {"RFInversionSampler": "RF-Inversion Sampler",
               "ControlledReverseSampler": "Controlled Reverse Sampler",
               "RectifiedSDESampler": "Rectified SDE Sampler"}
+REGION_NODE = ("RFEditRegion", "Edit Region")
 
 
 def test_server_lists_the_pack_nodes_and_logs_no_import_failure(server):
@@ -25,6 +26,14 @@ def test_server_lists_the_pack_nodes_and_logs_no_import_failure(server):
         assert info[node_id]["output"] == ["SAMPLER"]
         for name, spec in info[node_id]["input"]["required"].items():
             assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+    node_id, title = REGION_NODE
+    region = info[node_id]
+    assert region["display_name"] == title and region["output"] == ["MASK", "MASK"]
+    assert region["output_name"] == ["region", "soft_map"]
+    # the order, which every saved workflow keeps: the four connections first, then the knobs
+    assert list(region["input"]["required"]) == ["model", "source", "target", "latent", "threshold", "levels", "seeds", "seed"]
+    for name, spec in region["input"]["required"].items():
+        assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
     log = server.log()
     assert "rf_inversion" in log, "the server did not report loading the pack"
     bad = [line for line in log.splitlines()
@@ -41,7 +50,7 @@ def test_host_imports_the_pack_in_process(host, pack):
     import asyncio
     extension = asyncio.run(pack.comfy_entrypoint())
     listed = asyncio.run(extension.get_node_list())
-    assert [cls.GET_SCHEMA().node_id for cls in listed] == list(PACK_NODES)
+    assert [cls.GET_SCHEMA().node_id for cls in listed] == [*PACK_NODES, REGION_NODE[0]]
 
 
 def test_sampler_math_imports_without_comfyui():
