@@ -29,6 +29,7 @@ WORKFLOWS = C.ROOT / "workflows"
 EDIT_WORKFLOW = WORKFLOWS / "sd35_semantic_edit.json"
 STROKE_WORKFLOW = WORKFLOWS / "flux_stroke_to_image.json"
 
+EDIT_TITLE, SOURCE_TITLE = "Edit prompt", "Describe the photo (source)"  # the workflows' titles
 TEXT_LOADERS = {"TripleCLIPLoader", "DualCLIPLoader", "CLIPLoader", "QuadrupleCLIPLoader"}
 EMOJI = {"unet": S.UNET_NAME, "vae": S.VAE_NAME, "clip": S.CLIP_NAME}
 DIGITS = {"unet": C.UNET_NAME, "vae": C.VAE_NAME, "clip": None}
@@ -107,17 +108,64 @@ def sampler_inputs(setting, inversion):
     return inputs
 
 
-def configure(prompt, *, image, edit_text, name, inversion_prompt="", split=None, steps=None, cfg=None, **setting):
+def titled(prompt, title):
+    """The ids of the nodes whose title (the UI's, kept in the API prompt's _meta) is ``title``."""
+    return [k for k, n in prompt.items() if n.get("_meta", {}).get("title") == title]
+
+
+def without_region(prompt):
+    """The edit as the paper wires it: the Edit Region's nodes (its source prompt, the region, its
+    MaskPreview and SetLatentNoiseMask) removed, and the inverted latent fed straight to the edit."""
+    regions = {k for k, n in prompt.items() if n["class_type"] == "RFEditRegion"}
+    drop = set(regions) | {str(prompt[k]["inputs"]["source"][0]) for k in regions}
+    for node_id, node in list(prompt.items()):
+        mask = node["inputs"].get("mask")
+        if isinstance(mask, list) and str(mask[0]) in regions:
+            drop.add(node_id)
+            if node["class_type"] == "SetLatentNoiseMask":  # whatever read the masked latent reads the inverted one
+                for other in prompt.values():
+                    for name, value in other["inputs"].items():
+                        if isinstance(value, list) and len(value) == 2 and str(value[0]) == node_id:
+                            other["inputs"][name] = node["inputs"]["samples"]
+    for node_id in drop:
+        del prompt[node_id]
+    return prompt
+
+
+def save_region(prompt, prefix):
+    """Add a MaskToImage and a SaveImage of the Edit Region's region under ``prefix``; False when the
+    prompt has no Edit Region."""
+    regions = [k for k, n in prompt.items() if n["class_type"] == "RFEditRegion"]
+    if not regions:
+        return False
+    next_id = max(int(k) for k in prompt) + 1
+    prompt[str(next_id)] = {"class_type": "MaskToImage", "inputs": {"mask": [regions[0], 0]}}
+    prompt[str(next_id + 1)] = {"class_type": "SaveImage", "inputs": {"images": [str(next_id), 0], "filename_prefix": prefix}}
+    return True
+
+
+def configure(prompt, *, image, edit_text, name, inversion_prompt="", split=None, steps=None, cfg=None,
+              source_text=None, region=None, **setting):
     """Set the input image, the prompts, the samplers' settings and the output names on a converted
     prompt. ``setting`` goes to the two RF samplers (``sampler_inputs``); ``inversion_prompt`` is the
     inversion guider's prompt (the workflow's empty prompt when ""); ``split`` is the stroke
-    workflow's start step (SplitSigmas); ``cfg`` the edit guider's."""
+    workflow's start step (SplitSigmas); ``cfg`` the edit guider's. A workflow with the Edit Region
+    keeps it unless ``region`` is False (the paper's wiring), and then needs ``source_text``, the
+    prompt that describes the input."""
     for node in nodes_of(prompt, "LoadImage"):
         node["inputs"]["image"] = image
     text_kind = "CLIPTextEncode" if nodes_of(prompt, "RFDemoTextEncoderLoader") else "RFDemoDigitPrompt"
-    edit = [n for n in nodes_of(prompt, text_kind) if n["inputs"]["text"].strip()]
+    if region is False:
+        without_region(prompt)
+    elif nodes_of(prompt, "RFEditRegion"):
+        if source_text is None:
+            raise ValueError("the workflow's Edit Region needs source_text (a prompt that describes the input), "
+                             "or region=False for the paper's wiring")
+        for node_id in titled(prompt, SOURCE_TITLE):
+            prompt[node_id]["inputs"]["text"] = source_text
+    edit = [prompt[k] for k in titled(prompt, EDIT_TITLE)]
     if len(edit) != 1:
-        raise ValueError(f"expected one non-empty prompt (the edit prompt) in the workflow, found {len(edit)}")
+        raise ValueError(f"expected one prompt titled {EDIT_TITLE!r} in the workflow, found {len(edit)}")
     edit[0]["inputs"]["text"] = edit_text
     if inversion_prompt:
         if text_kind != "CLIPTextEncode":

@@ -8,7 +8,8 @@ converts ``workflows/sd35_semantic_edit.json`` and ``workflows/flux_stroke_to_im
 UNETLoader, VAELoader, and the demo's text-encoder loader; the prompts are typed text through the
 stock CLIPTextEncode), queues them over HTTP, and writes the images and a side-by-side sheet: the
 held-out scene "a tangerine and a cat on blue", its reconstruction, edits of one object that keep the
-other and the background, the eta sweep, stroke to image, and the solvers at equal network calls.
+other and the background (through the workflow's Edit Region), the region laid over the input with the
+same edit without it, the eta sweep, stroke to image, and the solvers at equal network calls.
 """
 import argparse
 import json
@@ -82,6 +83,16 @@ def load_png(path):
     return torch.tensor(list(im.get_flattened_data()), dtype=torch.float32).reshape(im.height, im.width, 3).permute(2, 0, 1) / 255
 
 
+def overlay(image, mask, path):
+    """The input with the region (a mask saved as an image) laid over it in red, half strong."""
+    from PIL import Image
+    base = Image.open(image).convert("RGB")
+    marked = Image.open(mask).convert("L").resize(base.size, Image.NEAREST)
+    red = Image.new("RGB", base.size, (230, 20, 20))
+    Image.composite(Image.blend(base, red, 0.55), base, marked).save(path)
+    return path
+
+
 def make_sheet(rows, path, scale=3):
     """rows: [(row title, [(caption, PNG path), ...]), ...] -> one labelled sheet."""
     from PIL import Image, ImageDraw, ImageFont
@@ -135,19 +146,26 @@ def main():
 
         def run(label, key, make, **settings):
             t = time.monotonic()
-            images = queue(server, make(info, model=graphs.EMOJI, name=key, **settings))
+            prompt = make(info, model=graphs.EMOJI, name=key, **settings)
+            region = graphs.save_region(prompt, f"rf_demo/{key}_region")
+            images = queue(server, prompt)
             results[key] = images[f"rf_demo/{key}"][0]
+            if region:
+                results[f"{key}_region"] = images[f"rf_demo/{key}_region"][0]
             print(f"[{stamp()}]     {label}: {time.monotonic() - t:.1f} s -> {results[key].name}", flush=True)
 
         print(f"[{stamp()}] 2/5 inversion and reconstruction of '{SCENE}' (workflows/sd35_semantic_edit.json)", flush=True)
         run("plain ODE inversion and back, empty prompt (gamma 0, eta 0)", "reconstruction",
-            graphs.edit_prompt, image="scene.png", edit_text="", gamma=0.0, eta=0.0)
-        print(f"[{stamp()}] 3/5 edits of one object (same workflow)", flush=True)
+            graphs.edit_prompt, image="scene.png", edit_text="", gamma=0.0, eta=0.0, region=False)
+        print(f"[{stamp()}] 3/5 edits of one object (same workflow, with its Edit Region from '{SCENE}')", flush=True)
         for i, (text, what) in enumerate(EDITS):
             run(f"'{text}' ({what}), the paper's setting {setting(DEMO)}", f"edit_{i}", graphs.edit_prompt, image="scene.png",
-                edit_text=text, **DEMO)
+                edit_text=text, source_text=SCENE, **DEMO)
+        run(f"'{EDITS[1][0]}' without the Edit Region (the paper's wiring)", "edit_1_unmasked", graphs.edit_prompt,
+            image="scene.png", edit_text=EDITS[1][0], region=False, **DEMO)
         for eta in ETAS:
-            run(f"eta {eta}", f"edit_eta_{eta}", graphs.edit_prompt, image="scene.png", edit_text=EDITS[1][0], **dict(DEMO, eta=eta))
+            run(f"eta {eta}, without the Edit Region", f"edit_eta_{eta}", graphs.edit_prompt, image="scene.png",
+                edit_text=EDITS[1][0], region=False, **dict(DEMO, eta=eta))
         print(f"[{stamp()}] 4/5 stroke to image: a crude painting (workflows/flux_stroke_to_image.json)", flush=True)
         run(f"stroke to image '{STROKE_TEXT}' {setting(STROKE)}", "stroke_to_image", graphs.stroke_prompt,
             image="stroke_scene.png", edit_text=STROKE_TEXT, **STROKE)
@@ -156,7 +174,8 @@ def main():
             steps = C.steps_for_calls(solver, C.SOLVER_BUDGETS[-1])
             # cfg 1: with the empty prompt on both sides CFG changes nothing, and cfg 1 skips the uncond half
             run(f"{solver}, {steps} steps ({C.SOLVER_BUDGETS[-1]} network calls per pass)", f"reconstruction_{solver}",
-                graphs.edit_prompt, image="scene.png", edit_text="", gamma=0.0, eta=0.0, solver=solver, steps=steps, cfg=1.0)
+                graphs.edit_prompt, image="scene.png", edit_text="", gamma=0.0, eta=0.0, solver=solver, steps=steps, cfg=1.0,
+                region=False)
     finally:
         server.stop()
 
@@ -165,6 +184,7 @@ def main():
     for png in ("scene.png", "stroke_scene.png"):
         shutil.copy(C.INPUTS / png, out / f"input_{png}")
     scene = load_png(out / "input_scene.png")[None]
+    overlay(out / "input_scene.png", out / "edit_1_region.png", out / "region_over_input.png")
 
     def psnr(key, slot=None):
         img = load_png(out / f"{key}.png")[None]
@@ -176,7 +196,13 @@ def main():
             (f"input (held out, darker blue):\n{SCENE}", out / "input_scene.png"),
             (f"inversion + reconstruction\ngamma 0, eta 0: {psnr('reconstruction'):.1f} dB", out / "reconstruction.png"),
             *[(f"{EDITS[i][1]}\nkept part {psnr(f'edit_{i}', i):.1f} dB", out / f"edit_{i}.png") for i in range(len(EDITS))]]),
-        (f"The controller eta: 0 follows the prompt alone, 1 holds to the input for the window (cat -> dog, {setting(DEMO)})", [
+        (f"Edit Region (cat -> dog): the region the network marks, from '{SCENE}' and the edit prompt (12 network calls); "
+         "the edit through it, and without it", [
+            ("input", out / "input_scene.png"),
+            (f"the region, over the input\n(red)", out / "region_over_input.png"),
+            (f"edit through the region\nkept part {psnr('edit_1', 1):.1f} dB", out / "edit_1.png"),
+            (f"the same edit without it\nkept part {psnr('edit_1_unmasked', 1):.1f} dB", out / "edit_1_unmasked.png")]),
+        (f"The controller eta, without the region: 0 follows the prompt alone, 1 holds to the input for the window (cat -> dog, {setting(DEMO)})", [
             (f"eta {eta}\nkept part {psnr(f'edit_eta_{eta}', 1):.1f} dB", out / f"edit_eta_{eta}.png") for eta in ETAS]),
         ("Stroke to image (flux_stroke_to_image workflow): a crude painting becomes the emoji", [
             ("input: a crude painting", out / "input_stroke_scene.png"),

@@ -80,8 +80,9 @@ def observed(prompt):
 
 
 def edit_prompt(object_info, name="session", **settings):
-    """The shipped SD3.5 edit workflow on the demo model (demo/graphs.py), with the observers."""
-    return observed(graphs.edit_prompt(object_info, name=name, **settings))
+    """The shipped SD3.5 edit workflow on the demo model (demo/graphs.py), with the observers; in the
+    paper's wiring (its Edit Region taken out) unless ``region`` and ``source_text`` say otherwise."""
+    return observed(graphs.edit_prompt(object_info, name=name, **{"region": False, **settings}))
 
 
 def run(server, prompt, client_id="", timeout=300):

@@ -133,8 +133,8 @@ def test_inversion_and_reconstruction_returns_the_scene(demo, objects):
 
 
 def test_the_shipped_edit_workflow_edits_one_emoji_on_the_real_server(demo_server, classifier):
-    """workflows/sd35_semantic_edit.json with only its model loaders swapped (demo/graphs.py), the
-    prompt typed: the cat becomes a dog, the tangerine stays, and the darker blue and the moves that
+    """workflows/sd35_semantic_edit.json with only its model loaders swapped (demo/graphs.py), in the
+    paper's wiring (its Edit Region taken out), the prompt typed: the cat becomes a dog, the tangerine stays, and the darker blue and the moves that
     the prompt does not say are kept better than with the controller off (eta 0)."""
     from demo import graphs, run_demo
     shutil.copy(C.INPUTS / "scene.png", demo_server.base / "input" / "test_scene.png")
@@ -143,7 +143,7 @@ def test_the_shipped_edit_workflow_edits_one_emoji_on_the_real_server(demo_serve
     kept = {}
     for eta in (run_demo.DEMO["eta"], 0.0):
         prompt = graphs.edit_prompt(info, model=graphs.EMOJI, image="test_scene.png", edit_text="a tangerine and a dog on blue",
-                                    name=f"test_emoji_edit_{eta}", **dict(run_demo.DEMO, eta=eta))
+                                    name=f"test_emoji_edit_{eta}", region=False, **dict(run_demo.DEMO, eta=eta))
         assert "CLIPTextEncode" in {n["class_type"] for n in prompt.values()}
         edited = load_png(run_demo.queue(demo_server, prompt)[f"rf_demo/test_emoji_edit_{eta}"][0])
         assert edited.shape == scene.shape
@@ -152,3 +152,51 @@ def test_the_shipped_edit_workflow_edits_one_emoji_on_the_real_server(demo_serve
         kept[eta] = float(S.masked_psnr(edited, scene, S.outside(1)))
     print(f"kept part (outside the right slot), dB: {kept}")
     assert kept[run_demo.DEMO["eta"]] > kept[0.0] + 0.5
+
+
+def test_the_edit_region_localises_held_out_edits(demo, classifier, objects):
+    """The Edit Region node at its defaults on 100 held-out scenes (the varied set: a tint and moves no
+    prompt says), one slot's emoji changed in each: the region is the edited slot's box."""
+    from demo import evaluate
+    data, _ = evaluate.input_data(demo, classifier, objects, 100, "varied")
+    images, latent, _, _, slots, _, source_cond, edit_cond = data
+    calls = demo.calls
+    mask, soft = demo.region(latent, source_cond, edit_cond, evaluate.REGION)
+    assert demo.calls - calls == 12  # 2 x 3 levels x 2 seeds, each a batch of the 100 scenes
+    assert mask.shape == soft.shape == (100, *images.shape[-2:])
+    metrics = evaluate.region_metrics(mask, slots)
+    print(f"region at the defaults on 100 held-out scenes: {metrics}")
+    assert metrics["region_iou"] >= 0.8
+    assert metrics["region_kept_share"] <= 0.1
+
+
+def test_a_region_edit_through_the_server_keeps_the_outside_of_the_region(demo_server):
+    """The shipped edit workflow as it ships, with its Edit Region (the scene's prompt as the source):
+    outside the region the edited latent is the photo's latent; inside it the cat became something else."""
+    from demo import graphs, run_demo
+    from safetensors.torch import load_file
+    shutil.copy(C.INPUTS / "scene.png", demo_server.base / "input" / "region_scene.png")
+    info = demo_server.get("/object_info")
+    prompt = graphs.edit_prompt(info, model=graphs.EMOJI, image="region_scene.png", edit_text="a tangerine and a dog on blue",
+                                source_text=run_demo.SCENE, name="test_region_edit", **run_demo.DEMO)
+    assert graphs.save_region(prompt, "rf_demo/test_region_edit_region")
+    (edit_id,) = [k for k, n in prompt.items() if n["class_type"] == "SamplerCustomAdvanced"
+                  and prompt[n["inputs"]["latent_image"][0]]["class_type"] == "SetLatentNoiseMask"]
+    (encode_id,) = [k for k, n in prompt.items() if n["class_type"] == "VAEEncode"]
+    prompt["save_edit"] = {"class_type": "SaveLatent", "inputs": {"samples": [edit_id, 0], "filename_prefix": "test_region/edit"}}
+    prompt["save_photo"] = {"class_type": "SaveLatent", "inputs": {"samples": [encode_id, 0], "filename_prefix": "test_region/photo"}}
+    from harness import session
+    entry = session.run(demo_server, prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    latents = {k: load_file(demo_server.base / "output" / f["subfolder"] / f["filename"])["latent_tensor"]
+               for k in ("save_edit", "save_photo") for f in entry["outputs"][k]["latents"]}
+    (saved,) = [f for k, out in entry["outputs"].items() for f in out.get("images", []) if "test_region_edit_region" in f["filename"]]
+    region = load_png(demo_server.base / "output" / saved["subfolder"] / saved["filename"])[0, 0]
+    factor = region.shape[-1] // latents["save_photo"].shape[-1]
+    cells = region[::factor, ::factor] > 0.5  # the region is whole latent cells
+    assert torch.equal(cells.repeat_interleave(factor, 0).repeat_interleave(factor, 1), region > 0.5)
+    assert 0 < int(cells.sum()) < cells.numel() // 2
+    edit, photo = latents["save_edit"][0], latents["save_photo"][0]
+    outside = (edit - photo)[:, ~cells]
+    assert float(outside.norm() / photo[:, ~cells].norm()) <= 1e-5
+    assert float((edit - photo)[:, cells].norm() / photo[:, cells].norm()) > 0.05

@@ -24,7 +24,11 @@ WORKFLOWS = ROOT / "workflows"
 NAMES = ["flux_semantic_edit", "flux_stroke_to_image", "flux_rectified_sde_generation", "sd35_semantic_edit",
          "flux_partial_strength_edit", "flux2_semantic_edit", "qwen_image_semantic_edit", "zimage_semantic_edit",
          "wan22_video_edit"]
-PACK_NODES = {"RFInversionSampler", "ControlledReverseSampler", "RectifiedSDESampler"}
+PACK_NODES = {"RFInversionSampler", "ControlledReverseSampler", "RectifiedSDESampler", "RFEditRegion"}
+# The workflows that ship the Edit Region between the inversion and the edit (stroke to image repaints
+# the whole picture, and generation inverts nothing).
+REGION_WORKFLOWS = {"flux_semantic_edit", "flux_partial_strength_edit", "sd35_semantic_edit", "flux2_semantic_edit",
+                    "qwen_image_semantic_edit", "zimage_semantic_edit", "wan22_video_edit"}
 # Workflow files as release 0.1 shipped them, before the samplers had a solver input: workflows that
 # people saved then must keep loading, with the same values, and run (as euler, the paper's method).
 SAVED_BEFORE = {"flux_semantic_edit_v0.1": ROOT / "tests" / "data" / "flux_semantic_edit_v0.1.json"}
@@ -226,6 +230,30 @@ def test_workflow_note_explains_the_knobs(name):
     for word in wanted:
         assert word in text, f"the note does not explain {word!r}"
     assert "safetensors" in text, "the note does not say which model files to use"
+    if name in REGION_WORKFLOWS:
+        for words in ("Edit Region", "Describe the photo", "threshold", "GrowMask", "network calls", "MaskPreview"):
+            assert words in text, f"the note does not explain the region's {words!r}"
+
+
+@pytest.mark.parametrize("name", sorted(REGION_WORKFLOWS))
+def test_region_workflows_mask_the_inverted_latent_with_the_region(name, object_info):
+    """Describe the photo -> Edit Region (with the edit prompt and the photo's latent) -> MaskPreview and
+    SetLatentNoiseMask on the inverted latent, which the edit samples."""
+    prompt = workflow_api.to_api(load(name), object_info)
+    kind = lambda ref: prompt[str(ref[0])]["class_type"]  # noqa: E731
+    (region,) = [n for n in prompt.values() if n["class_type"] == "RFEditRegion"]
+    assert prompt[str(region["inputs"]["source"][0])]["_meta"]["title"] == "Describe the photo (source)"
+    assert prompt[str(region["inputs"]["target"][0])]["_meta"]["title"] == "Edit prompt"
+    assert kind(region["inputs"]["latent"]) == "VAEEncode"
+    (mask,) = [n for n in prompt.values() if n["class_type"] == "SetLatentNoiseMask"]
+    assert kind(mask["inputs"]["mask"]) == "RFEditRegion" and kind(mask["inputs"]["samples"]) == "SamplerCustomAdvanced"
+    assert prompt[str(mask["inputs"]["samples"][0])]["_meta"]["title"].startswith("Invert")
+    assert [kind(n["inputs"]["mask"]) for n in prompt.values() if n["class_type"] == "MaskPreview"] == ["RFEditRegion"]
+    (edit,) = [n for n in prompt.values() if n["class_type"] == "SamplerCustomAdvanced"
+               and n["_meta"]["title"].startswith("Edit")]
+    assert kind(edit["inputs"]["latent_image"]) == "SetLatentNoiseMask"
+    assert {k: region["inputs"][k] for k in ("threshold", "levels", "seeds", "seed")} == \
+        {"threshold": 0.2, "levels": 3, "seeds": 2, "seed": 0}
 
 
 def widgets(ui, node_type):
