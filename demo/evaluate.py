@@ -26,7 +26,10 @@ RF-Inversion Sampler and Controlled Reverse Sampler, VAEDecode. The scenes run a
 with its own prompt (a conditioning of batch N, which ComfyUI pairs with the latent batch).
 Settings: the paper's (gamma 0.5, eta 0.9, stop 0.25, 28 steps, euler) and sweeps of eta, gamma,
 stop, the solver (at equal network calls) and the inversion prompt around it; then the same edits
-through the exact path (``linked``: the reverse's inversion input wired to the recording inversion).
+through the exact path (``linked``: the reverse's inversion input wired to the recording inversion);
+then with the Edit Region node's mask (``region``: the network's probes under the scene's prompt and the
+edit prompt, SetLatentNoiseMask on the inverted latent), whose rows add region_iou, region_slot_share
+and region_kept_share against the edited slot's box, and count the probes in network_calls.
 """
 import argparse
 import json
@@ -44,7 +47,10 @@ from harness import host, small_clip  # noqa: E402
 
 CFG = 4.0
 PAPER = {"name": "paper", "gamma": 0.5, "eta": 0.9, "start": 0.0, "stop": 0.25, "steps": 28, "solver": "euler",
-         "inversion_prompt": "", "inversion_cfg": 1.0, "cfg": CFG, "linked": False}
+         "inversion_prompt": "", "inversion_cfg": 1.0, "cfg": CFG, "linked": False, "region": None}
+# The Edit Region node's default: threshold 0.2, noise levels 0.25, 0.5, 0.75, two seeds (12 calls a scene),
+# the scene's prompt as the source.
+REGION = {"threshold": 0.2, "levels": 3, "seeds": 2, "source": "scene"}
 SWEEPS = {"eta": [0.0, 0.5, 0.7, 1.0], "gamma": [0.0, 0.25, 0.75, 1.0], "stop": [0.1, 0.4, 0.6]}
 
 
@@ -56,7 +62,25 @@ def settings():
     for solver in ("midpoint", "fireflow"):  # the paper's 28 network calls per pass
         out.append(dict(PAPER, name=f"solver_{solver}", sweep="solver", solver=solver, steps=C.steps_for_calls(solver, 28)))
     out.append(dict(PAPER, name="inversion_prompt_source", sweep="inversion_prompt", inversion_prompt="source"))
-    return out + linked_settings()
+    return out + linked_settings() + region_settings()
+
+
+def region_settings():
+    """With the Edit Region node's mask on the inverted latent (SetLatentNoiseMask): the paper's setting
+    at the default region, then its threshold, its probes (levels x seeds), an empty source prompt, the
+    controller off, and through the exact path (the paper's inversion, and the best linked setting)."""
+    base = dict(PAPER, sweep="region", region=REGION)
+    out = [dict(base, name="region_paper")]
+    out += [dict(base, name=f"region_threshold_{t:g}", region=dict(REGION, threshold=t)) for t in (0.1, 0.3, 0.5)]
+    out += [dict(base, name=f"region_probes_{levels}x{seeds}", region=dict(REGION, levels=levels, seeds=seeds))
+            for levels, seeds in ((1, 1), (3, 1), (5, 2))]
+    out.append(dict(base, name="region_empty_source", region=dict(REGION, source="empty")))
+    out.append(dict(base, name="region_eta_0", eta=0.0))
+    out.append(dict(base, name="region_gamma_0_eta_0", gamma=0.0, eta=0.0))
+    out.append(dict(base, name="region_linked_paper", linked=True))
+    out.append(dict(base, name="region_linked_source_cfg_fireflow", linked=True, inversion_prompt="source",
+                    inversion_cfg=CFG, solver="fireflow", steps=C.steps_for_calls("fireflow", 28)))
+    return out
 
 
 def linked_settings():
@@ -143,6 +167,11 @@ class Pipeline:
         sampler = self.inversion_sampler(setting)
         return self.sample(guider, sampler, sigmas, latent), sampler
 
+    def region(self, latent, source_cond, edit_cond, region):
+        """The Edit Region node's (region, soft map) for the scenes, as the workflow wires it."""
+        return self.node("RFEditRegion").execute(self.model, source_cond, edit_cond, latent, region["threshold"],
+                                                 region["levels"], region["seeds"], 0).args
+
     def edit(self, inverted, reference, setting, edit_cond, inversion=None):
         guider = self.node("CFGGuider").execute(self.model, edit_cond, self.empty, setting["cfg"])[0]
         return self.sample(guider, self.reverse_sampler(setting, reference, inversion), self.sigmas(setting["steps"]),
@@ -193,6 +222,10 @@ def measure(pipe, classifier, setting, data, inverted_cache):
         inverted_cache[key] = (*pipe.invert(latent, setting, cond), pipe.calls)
     inverted, inversion, inversion_calls = inverted_cache[key]
     pipe.calls = 0
+    region = setting.get("region")
+    if region:
+        mask, _ = pipe.region(latent, source_cond if region["source"] == "scene" else pipe.empty, edit_cond, region)
+        inverted = pipe.node("SetLatentNoiseMask")().set_mask(inverted, mask)[0]
     out = pipe.decode(pipe.edit(inverted, latent, setting, edit_cond, inversion))
     kept = triples[torch.arange(len(triples)), 1 - slots]
     edited_ok = torch.stack([classifier.read(out[i:i + 1], int(s))[0] for i, s in enumerate(slots)]) == targets
@@ -203,13 +236,28 @@ def measure(pipe, classifier, setting, data, inverted_cache):
     row.update(sweep=setting["sweep"], edit_success=float(edited_ok.float().mean()), kept_object_success=float(kept_ok.float().mean()),
                background_psnr=float(psnr.mean()), background_ssim=float(ssim.mean()),
                background_psnr_to_autoencoder=float(psnr_ae.mean()), background_ssim_to_autoencoder=float(ssim_ae.mean()),
-               network_calls=inversion_calls + pipe.calls, finite=bool(torch.isfinite(out).all()))
+               network_calls=inversion_calls + pipe.calls, finite=bool(torch.isfinite(out).all()), region=bool(region))
+    if region:
+        row.update({f"region_{k}": v for k, v in region.items()}, **region_metrics(mask, slots))
     return row, out
+
+
+def region_metrics(mask, slots):
+    """How the region matches the edited slot's box: IoU, the share of the slot it marks, and the share
+    of the kept area (everything outside the slot) it marks; means over the scenes."""
+    kept = torch.stack([S.outside(int(s)) for s in slots]).float()
+    marked = (mask > 0.5).float()
+    slot = 1 - kept
+    inter, union = (marked * slot).flatten(1).sum(1), ((marked + slot) > 0).float().flatten(1).sum(1)
+    return {"region_iou": float((inter / union).mean()),
+            "region_slot_share": float((inter / slot.flatten(1).sum(1)).mean()),
+            "region_kept_share": float(((marked * kept).flatten(1).sum(1) / kept.flatten(1).sum(1)).mean())}
 
 
 def plot(rows, path, ceiling):
     """Background PSNR against edit success: one curve per sweep, the paper's setting marked, and the
-    settings through the exact path as rings, one colour per inversion prompt."""
+    settings through the exact path as rings, one colour per inversion prompt, and those with the edit
+    region as diamonds."""
     from PIL import Image, ImageDraw, ImageFont
     try:
         font = ImageFont.load_default(size=13)
@@ -219,7 +267,7 @@ def plot(rows, path, ceiling):
     ys_all = [r["background_psnr"] for r in rows] + [ceiling]
     x0, x1 = max(0.0, min(xs_all) - 0.05), min(1.0, max(xs_all) + 0.05)
     y0, y1 = min(ys_all) - 1.0, max(ys_all) + 1.0
-    W, H, L, B, T, R = 760, 590, 70, 60, 170, 40
+    W, H, L, B, T, R = 760, 610, 70, 60, 190, 40
     im = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(im)
     pw, ph = W - L - R, H - T - B
@@ -263,6 +311,12 @@ def plot(rows, path, ceiling):
         ly = 30 + 18 * (len(curves) + n)
         d.ellipse([19, ly + 2, 29, ly + 12], outline=colour, width=2)
         d.text((40, ly), words, fill=colour, font=font)
+    colour, ly = (200, 0, 120), 30 + 18 * (len(curves) + len(rings))
+    for r in (r for r in rows if r.get("region")):
+        x, y = xs(r["edit_success"]), ys(r["background_psnr"])
+        d.polygon([(x, y - 6), (x + 6, y), (x, y + 6), (x - 6, y)], fill=colour)
+    d.polygon([(24, ly + 1), (30, ly + 7), (24, ly + 13), (18, ly + 7)], fill=colour)
+    d.text((40, ly), "with the Edit Region's mask on the inverted latent (thresholds, probes, exact path)", fill=colour, font=font)
     x, y = xs(paper["edit_success"]), ys(paper["background_psnr"])
     d.rectangle([x - 6, y - 6, x + 6, y + 6], outline="black", width=2)
     d.text((x + 8, y + 6), "paper (g .5, eta .9, stop .25)", fill="black", font=font)
