@@ -200,3 +200,13 @@ def test_a_region_edit_through_the_server_keeps_the_outside_of_the_region(demo_s
     outside = (edit - photo)[:, ~cells]
     assert float(outside.norm() / photo[:, ~cells].norm()) <= 1e-5
     assert float((edit - photo)[:, cells].norm() / photo[:, cells].norm()) > 0.05
+    # ComfyUI's cache keeps the region while the prompts and the photo are unchanged: a new eta re-runs
+    # the edit, not the region; a new edit text re-runs the region too
+    (region_id,) = [k for k, n in prompt.items() if n["class_type"] == "RFEditRegion"]
+    (reverse,) = [n for n in prompt.values() if n["class_type"] == "ControlledReverseSampler"]
+    reverse["inputs"]["eta"] = 0.5
+    entry = session.run(demo_server, prompt)
+    assert region_id in session.cached(entry) and edit_id not in session.cached(entry)
+    prompt[prompt[region_id]["inputs"]["target"][0]]["inputs"]["text"] = "a tangerine and a frog on blue"
+    entry = session.run(demo_server, prompt)
+    assert region_id not in session.cached(entry)
