@@ -1,5 +1,5 @@
 """The Edit Region node (RFEditRegion) in the real host: on an exact field whose data a prompt changes
-only inside a known box, in each flow family's model class, the region is that box exactly, at the
+only inside a known box, in each flow family's model class (HunyuanImage 2.1's refiner, whose latent format reshapes, too), the region is that box exactly, at the
 image's size; SetLatentNoiseMask and the samplers take it, and the edit returns the reference outside
 it. Its errors come before any model call; it reports progress, honours interrupt and counts its calls."""
 import math
@@ -20,6 +20,8 @@ FAMILIES = {
     "qwen_image": ((1, 16, 1, 8, 8), 8),
     "zimage": ((1, 16, 8, 8), 8),
     "wan22_5b": ((1, 48, 3, 4, 4), 16),
+    # its latent format pairs frames into channels in the model's space; both hosts give it 8 pixels a cell
+    "hunyuan_image21_refiner": ((1, 32, 1, 8, 8), 8),
 }
 
 
