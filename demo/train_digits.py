@@ -116,6 +116,8 @@ def make_inputs(g_test, y_test):
 
 
 def main():
+    # Alike in shape to demo/train.py's options (duplicates pairs them): each script's own stages and
+    # budgets, which its --help should list as they are.
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae-steps", type=int, default=800)
     parser.add_argument("--flow-steps", type=int, default=6000)

@@ -159,6 +159,10 @@ def _seed_input(default=0):
                         tooltip="Seed of the initial weights.")
 
 
+# The nodes below are alike in shape only (duplicates pairs them): V3's declarative schema and an
+# execute that calls one function. What they share beyond that has one home already (_seed_input,
+# _stats, the tiny_* builders); a helper that built the schemas would only move each node's inputs
+# and outputs away from it.
 class TinyDiffusionModel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
