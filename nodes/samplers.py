@@ -103,6 +103,10 @@ class FlowStateSampler(PackSampler):
         return noise
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+        # A repeated sigma (the simple scheduler past the model's table of sigmas) moves nothing: it is
+        # dropped here, before the checks, so that the steps, the eta window, the progress and the
+        # record all count the steps that run, and no network call is spent on it.
+        sigmas = rf.without_zero_steps(sigmas)
         self.check(model_wrap, sigmas, noise, latent_image)
         options = self.options(model_wrap, sigmas, latent_image, extra_args)
         extra_args["denoise_mask"] = denoise_mask

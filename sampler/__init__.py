@@ -27,4 +27,5 @@ from .rf_inversion import (  # noqa: F401
     seeded_noise,
     solver_step,
     velocity,
+    without_zero_steps,
 )

@@ -225,6 +225,14 @@ class RecordedPath:
         return sum(t.numel() * t.element_size() for t in [self.final, *(self.residuals or [])] if t is not None)
 
 
+def without_zero_steps(sigmas):
+    """The schedule less its zero-length steps: a step from a sigma to the same sigma moves nothing. ComfyUI's
+    ``simple`` scheduler repeats sigmas past the size of the model's table (1000 under SD3's sampling); its
+    samplers spend a network call on each such step, and here none is run. Every count that follows (the
+    steps, the eta window's fractions, the progress, the exact path's record) is then of the steps that run."""
+    return torch.unique_consecutive(sigmas)
+
+
 def path_residuals(step, denoise, states, levels, end, like, starts=None, keep=None, report=None):
     """The exact path's residuals (EXACT_PATH.md, the rule). The inversion visited ``states`` x_0 ... x_N
     at ``levels`` sigma_0 < ... < sigma_N; the reverse steps from sigma_(j+1) to sigma_j, and last to

@@ -62,10 +62,15 @@ class Flow:
         sampler = sampler or self.inversion(gamma, seed, solver)
         return self.run(model, sampler, self.node("FlipSigmas").execute(sigmas)[0], latent)
 
+    def reverse_sampler(self, reference, solver="euler", eta=0.9, start=0.0, stop=0.25, trend="constant",
+                        stochastic=False, seed=0, inversion=None):
+        """The Controlled Reverse Sampler's SAMPLER."""
+        return self.node("ControlledReverseSampler").execute(reference, eta, start, stop, trend, stochastic, seed,
+                                                             solver, inversion)[0]
+
     def reverse(self, model, inverted, reference, sigmas, eta, start=0.0, stop=0.25, trend="constant",
                 stochastic=False, seed=0, solver="euler", inversion=None):
-        sampler = self.node("ControlledReverseSampler").execute(reference, eta, start, stop, trend, stochastic, seed,
-                                                                solver, inversion)[0]
+        sampler = self.reverse_sampler(reference, solver, eta, start, stop, trend, stochastic, seed, inversion)
         return self.run(model, sampler, sigmas, inverted)
 
 
@@ -406,3 +411,52 @@ def test_a_noise_mask_keeps_the_outside_of_the_mask(flow, node, solver):
     assert torch.isfinite(out).all()
     assert rel(out[..., 4:], ref[..., 4:]) <= 1e-5  # latent columns 4..7: pixels 32..63, outside the mask
     assert rel(out[..., :4], ref[..., :4]) > 0.1
+
+
+# --- a schedule with zero-length steps (issue 19) ---------------------------------------------
+
+# The steps are dropped before any solver runs: euler (the paper's) and fireflow (the shipped workflows', which
+# carries the network's velocity from one step to the next) stand for the three, at 1000 steps each.
+@pytest.mark.parametrize("solver", ["euler", "fireflow"])
+def test_a_schedule_that_repeats_sigmas_runs_without_its_zero_length_steps(flow, node, solver):
+    """What the host does: ComfyUI's simple scheduler picks its sigmas from the model's table (1000 of them
+    under SD3's sampling, here on Flux's class; 10000 under Flux's own), so at 1200 steps it lists 200
+    sigmas twice, and its own euler runs all 1200 steps, a network call each, 200 of them on steps that
+    move nothing. The RF samplers skip those steps: both passes give, bit for bit, the run on the 1000
+    distinct sigmas (its network calls, its eta window as fractions of the 1000 steps, its progress
+    count), the exact path's record agrees between the two, and a schedule that really goes the wrong
+    way is still refused."""
+    model = flow.model("sd3")
+    sigmas = flow.sigmas(model, 1200)
+    distinct = torch.unique_consecutive(sigmas)
+    assert (len(sigmas), len(distinct)) == (1201, 1001) and bool((sigmas[1:] <= sigmas[:-1]).all())
+    if solver == "euler":
+        calls = flow.calls(model)
+        flow.run(model, node("KSamplerSelect").execute("euler")[0], sigmas, {"samples": torch.zeros(SHAPE)},
+                 noise=node("RandomNoise").execute(1)[0])
+        assert flow.calls(model) - calls == 1200
+    image = flow.image(model, 1)
+    flipped = node("FlipSigmas").execute(sigmas)[0]
+    seen, calls = [], flow.calls(model)
+    inverted = flow.sample(model, flow.inversion(0.5, solver=solver), flipped, image,
+                           lambda i, d, x, total: seen.append((i, total)))
+    assert flow.calls(model) - calls == {"euler": 1000, "fireflow": 1001}[solver]
+    assert seen == [(i, 1000) for i in range(1000)]
+    inverted = {"samples": inverted}
+    assert torch.equal(inverted["samples"], flow.invert(model, image, distinct, 0.5, solver=solver)["samples"])
+    # eta 0.9 over the first quarter of the steps that run: 250 of the 1000
+    edit = flow.model("sd3", em.GaussianMixture([-flow.mu], [0.5]))
+    out = flow.reverse(edit, inverted, image, sigmas, eta=0.9, solver=solver)["samples"]
+    assert torch.equal(out, flow.reverse(edit, inverted, image, distinct, eta=0.9, solver=solver)["samples"])
+    if solver == "fireflow":  # the exact path (the shipped workflows' solver): both passes count the steps that run
+        inversion = flow.inversion(0.5, seed=14, solver=solver, record_path=True)
+        linked = flow.invert(model, image, sigmas, 0.5, seed=14, solver=solver, sampler=inversion)
+        back = flow.reverse(model, linked, image, sigmas, eta=0.0, solver=solver, inversion=inversion)["samples"]
+        error = rel(back, image["samples"])
+        print(f"{solver}: 1200 listed steps, 1000 run; the linked round trip returns the photo to {error:.1e}")
+        assert error <= 1e-6
+    for sampler, wrong in ((flow.inversion(0.5, solver=solver), sigmas), (flow.reverse_sampler(image, solver), flipped)):
+        calls = flow.calls(model)
+        with pytest.raises(ValueError, match="must (increase|decrease)"):
+            flow.run(model, sampler, wrong, image)
+        assert flow.calls(model) == calls
