@@ -2,7 +2,8 @@
 
 What lives here is only what needs the host: checks of the model, the sigmas and the latents
 before any model call (so a wrong graph fails with a message, not a traceback from torch), the
-move of the reference into the model's latent space, and interrupt on every step.
+move of the reference into the model's latent space, interrupt on every step, and the exact path's
+records, held between runs.
 """
 import math
 
@@ -102,6 +103,9 @@ class FlowStateSampler(PackSampler):
         the network sigma * noise + (1 - sigma) * clean_image there."""
         return noise
 
+    def finished(self, options):
+        """After a run that completed: what it leaves behind."""
+
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
         # A repeated sigma (the simple scheduler past the model's table of sigmas) moves nothing: it is
         # dropped here, before the checks, so that the steps, the eta window, the progress and the
@@ -123,9 +127,73 @@ class FlowStateSampler(PackSampler):
             comfy.model_management.throw_exception_if_processing_interrupted()
             return inpaint(x, sigma, **kwargs)
 
-        return self.checked(self.sampler_function(denoise, latent_image.clone(), sigmas, extra_args=extra_args,
-                                                  callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
-                                                  disable=disable_pbar, **options))
+        samples = self.checked(self.sampler_function(denoise, latent_image.clone(), sigmas, extra_args=extra_args,
+                                                     callback=lambda d: step_callback(d["i"], d["denoised"], d["x"]),
+                                                     disable=disable_pbar, **options))
+        self.finished(options)
+        return samples
+
+
+# The exact path's records are held here, one per inverted latent, not on the SAMPLER that made them:
+# ComfyUI may drop and re-create that SAMPLER while it keeps the inversion's latent (--cache-lru), and
+# one SAMPLER may invert several photos (runs of a batch, or two SamplerCustomAdvanced sharing it). A
+# reverse finds its record by what identifies it: the inversion's settings, the schedule, the inverted
+# latent (and the photo, where two inversions end on one latent: gamma = 1 ends on y1 whatever the photo).
+#
+# Bound: 2 GiB of CPU memory in all, the least recently recorded or used dropped first (the newest is
+# always kept, whatever its size). A record is steps + 2 latents: at 28 steps 30 MiB for a 1024² Flux
+# photo, so about 68 photos, and 600 MiB for a 121-frame Wan 2.2 clip, so 3 clips. More would hold, for
+# photos edited long ago, memory that the models and ComfyUI's own cache need.
+RECORD_BUDGET = 2 * 1024 ** 3
+
+
+class PathStore:
+    """The exact path's records, oldest first, held up to ``budget`` bytes. ``dropped`` counts, per
+    inversion settings, the records dropped for the bound: the RF-Inversion Sampler's fingerprint, so that
+    ComfyUI re-runs an inversion whose latent it still caches but whose record is gone."""
+
+    def __init__(self, budget):
+        self.budget, self.records, self.dropped = budget, [], {}
+
+    @property
+    def nbytes(self):
+        return sum(r.nbytes for r in self.records)
+
+    def add(self, path):
+        """Keep a finished record; it replaces one of the same run (a re-run under --cache-none)."""
+        def same_run(r):
+            return r.key == path.key and r.levels == path.levels and rf.same_state(r.final, path.final) \
+                and rf.same_state(r.start, path.start)
+        self.records = [r for r in self.records if not same_run(r)]
+        self.records.append(path)
+        while len(self.records) > 1 and self.nbytes > self.budget:
+            old = self.records.pop(0)
+            self.dropped[old.key] = self.dropped.get(old.key, 0) + 1
+
+    def of(self, key):
+        """The records of one inversion's settings, newest first."""
+        return [r for r in reversed(self.records) if r.key == key]
+
+    def use(self, path):
+        """A record a reverse retraces is the last to be dropped: a re-edit keeps needing it."""
+        self.records.remove(path)
+        self.records.append(path)
+
+
+RECORDS = PathStore(RECORD_BUDGET)
+
+
+def size(nbytes):
+    """A size in bytes as a person reads it."""
+    for unit, scale in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes} B"
+
+
+def record_key(gamma, seed, solver):
+    """What an inversion's record is filed under: the RF-Inversion Sampler's settings."""
+    return float(gamma), int(seed), solver
 
 
 class RFInversionKSampler(FlowStateSampler):
@@ -133,11 +201,8 @@ class RFInversionKSampler(FlowStateSampler):
 
     def __init__(self, gamma, seed, solver="euler", record_path=False):
         super().__init__(rf.sample_rf_inversion)
-        self.gamma, self.seed, self.solver = gamma, seed, solver
-        # The exact path's record lives on this SAMPLER, which ComfyUI caches with the inversion it
-        # ran: a re-edit that re-runs only the reverse still finds it. Held on the intermediate device.
-        self.path = rf.RecordedPath(keep=lambda t: t.to(comfy.model_management.intermediate_device())) \
-            if record_path else None
+        self.gamma, self.seed, self.solver, self.record_path = gamma, seed, solver, record_path
+        self.key = record_key(gamma, seed, solver)
 
     def check(self, model_wrap, sigmas, noise, latent_image):
         super().check(model_wrap, sigmas, noise, latent_image)
@@ -151,17 +216,23 @@ class RFInversionKSampler(FlowStateSampler):
     def options(self, model_wrap, sigmas, latent_image, extra_args):
         options = {"gamma": self.gamma, "y1": rf.seeded_noise(latent_image.shape, self.seed, latent_image),
                    "solver": self.solver}
-        if self.path is not None:
-            self.path.clear()  # the last run's record is replaced, and an interrupted run leaves none
+        if self.record_path:
             # FlipSigmas turns the schedule's final 0 into 1e-4: the reverse of that schedule ends at 0.
             start = float(sigmas[0])
-            self.path.end = 0.0 if math.isclose(start, FLIPPED_ZERO, rel_tol=1e-6) else start
-            options["path"] = self.path
+            # a new record each run, kept only when the run completes: an interrupted one leaves none.
+            # Held on the intermediate device.
+            options["path"] = rf.RecordedPath(0.0 if math.isclose(start, FLIPPED_ZERO, rel_tol=1e-6) else start,
+                                              keep=lambda t: t.to(comfy.model_management.intermediate_device()),
+                                              key=self.key)
         return options
+
+    def finished(self, options):
+        if "path" in options:
+            RECORDS.add(options["path"])
 
     def progress_steps(self, sigmas):
         # recording runs the reverse's steps along the path after the inversion's own
-        return (len(sigmas) - 1) * (2 if self.path is not None else 1)
+        return (len(sigmas) - 1) * (2 if self.record_path else 1)
 
     def mask_noise(self, noise, sigmas, latent_image, options):
         return options["y1"]  # outside a mask: the image's path toward y1 (the gamma = 1 path)
@@ -184,34 +255,40 @@ class ControlledReverseKSampler(FlowStateSampler):
                              "Connect the scheduler's sigmas directly, without FlipSigmas.")
         if not torch.isfinite(self.reference["samples"]).all():
             raise ValueError(f"{self.title}: the reference latent holds NaN or inf values; check the node that made it.")
-        if self.inversion is not None:
-            self.check_path(sigmas, latent_image)
 
-    def check_path(self, sigmas, latent_image):
-        """The recorded path serves this run only if it was recorded on this latent, schedule and solver."""
+    def recorded_path(self, sigmas, latent_image, y0):
+        """The record this run retraces: the inversion's settings, these sigmas and this latent (and, where
+        two records end on this latent, the one of the photo y0). Named before any model call otherwise."""
         where = f"{self.title}: the inversion input"
-        path = self.inversion.path
-        if path.residuals is None:
-            raise ValueError(f"{where} is wired to an RF-Inversion Sampler that has not recorded a run (it has not run "
-                             "yet, or was interrupted). Its SamplerCustomAdvanced must run first: connect that node's "
-                             "output latent as this sampler's latent_image.")
-        if path.solver != self.solver:
-            raise ValueError(f"{where} recorded a '{path.solver}' inversion, and this sampler's solver is "
-                             f"'{self.solver}': the record serves the reverse of its own solver. Set both samplers' "
-                             "solver to the same choice.")
-        levels = sigmas.tolist()
-        if len(levels) != len(path.levels) or not all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7)
-                                                      for a, b in zip(levels, path.levels)):
+        key, levels = self.inversion.key, sigmas.tolist()
+        records = RECORDS.of(key)
+        mine = [r for r in records if rf.same_state(r.final, latent_image)]
+        fits = [r for r in mine if rf.same_schedule(levels, r.levels)]
+        if fits:
+            found = next((r for r in fits if rf.same_state(r.start, y0)), fits[0])
+            RECORDS.use(found)
+            return found
+        if mine:
+            path = mine[0]
             raise ValueError(f"{where} recorded a schedule of {len(path.levels) - 1} steps from sigma "
                              f"{path.levels[0]:g} to {path.levels[-1]:g}, and these sigmas are {len(levels) - 1} steps "
                              f"from {levels[0]:g} to {levels[-1]:g}. Connect the sigmas whose FlipSigmas fed the "
                              "inversion (the same scheduler, steps and SplitSigmas side).")
-        final = path.final.to(latent_image)
-        if final.shape != latent_image.shape or \
-                float((final - latent_image).norm()) > 1e-4 * max(float(final.norm()), 1e-12):
-            raise ValueError(f"{where} recorded the inversion of another latent (shape {tuple(path.final.shape)}) than "
-                             f"this latent_image (shape {tuple(latent_image.shape)}). Connect as latent_image the output "
-                             "of the SamplerCustomAdvanced that ran the RF-Inversion Sampler wired to inversion.")
+        if RECORDS.dropped.get(key):
+            raise ValueError(f"{where} has no record of this latent_image's inversion left. The exact path keeps its "
+                             f"records up to {size(RECORDS.budget)} in all and drops the oldest (here, "
+                             f"{RECORDS.dropped[key]} of this RF-Inversion Sampler's settings). Queue the prompt again: "
+                             "the RF-Inversion Sampler then runs its inversion again and records it. If this "
+                             "comes back, one run inverts more photos through it than that holds: queue fewer at "
+                             "once. Otherwise the latent_image is not that inversion's: connect the output of the "
+                             "SamplerCustomAdvanced that ran the RF-Inversion Sampler wired to inversion.")
+        if not records:
+            raise ValueError(f"{where} is wired to an RF-Inversion Sampler that has not recorded a run (it has not run "
+                             "yet, or was interrupted). Its SamplerCustomAdvanced must run first: connect that node's "
+                             "output latent as this sampler's latent_image.")
+        raise ValueError(f"{where} recorded the inversion of another latent (shape {tuple(records[0].final.shape)}) "
+                         f"than this latent_image (shape {tuple(latent_image.shape)}). Connect as latent_image the "
+                         "output of the SamplerCustomAdvanced that ran the RF-Inversion Sampler wired to inversion.")
 
     def model_space_reference(self, model_wrap, latent_image):
         """The reference y0 moved the way the latent being sampled was: SamplerCustomAdvanced makes an
@@ -259,7 +336,7 @@ class ControlledReverseKSampler(FlowStateSampler):
         noise = rf.NoiseStream(self.seed, latent_image) if self.stochastic else None
         options = {"y0": y0, "etas": etas, "noise": noise, "solver": self.solver}
         if self.inversion is not None:
-            options["residuals"] = self.inversion.path.residuals
+            options["residuals"] = self.recorded_path(sigmas, latent_image, y0).residuals
         return options
 
     def clean_image(self, latent_image, options):
@@ -311,19 +388,23 @@ def check_solver(title, solver):
     check_choice(title, "solver", solver, rf.SOLVERS, "Pick one of them on the node (euler is the paper's method).")
 
 
-def check_inversion(title, inversion, stochastic):
-    """What the inversion input can be told apart by before any run: its node, and whether it records."""
+def check_inversion(title, inversion, stochastic, solver):
+    """What the inversion input can be told apart by before any run: its node, whether it records, its solver."""
     if not isinstance(inversion, RFInversionKSampler):
         raise ValueError(f"{title}: the inversion input takes the SAMPLER output of an RF-Inversion Sampler (the one "
                          f"that feeds the inversion's SamplerCustomAdvanced), got {getattr(inversion, 'title', None) or type(inversion).__name__}. "
                          "Rewire it, or leave inversion unconnected.")
-    if inversion.path is None:
+    if not inversion.record_path:
         raise ValueError(f"{title}: the RF-Inversion Sampler wired to the inversion input does not record its path. "
                          "Turn on its record_path, or leave inversion unconnected.")
     if stochastic:
         raise ValueError(f"{title}: stochastic is on and an inversion is wired: the recorded path is the ODE's, which "
                          "the SDE's noise leaves. Turn stochastic off to retrace the path, or leave inversion "
                          "unconnected for the stochastic reverse.")
+    if inversion.solver != solver:
+        raise ValueError(f"{title}: the inversion input is wired to a '{inversion.solver}' inversion, and this "
+                         f"sampler's solver is '{solver}': the record serves the reverse of its own solver. Set both "
+                         "samplers' solver to the same choice.")
 
 
 class RFInversionSampler(io.ComfyNode):
@@ -352,6 +433,12 @@ class RFInversionSampler(io.ComfyNode):
             ],
             outputs=[io.Sampler.Output()],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, gamma, seed, solver="euler", record_path=False):
+        # Changes only when a record of these settings was dropped for the bound: ComfyUI then re-runs the
+        # inversion (and records again) instead of serving its cached latent to a reverse that needs the record.
+        return RECORDS.dropped.get(record_key(gamma, seed, solver), 0) if record_path else 0
 
     @classmethod
     def execute(cls, gamma, seed, solver="euler", record_path=False) -> io.NodeOutput:
@@ -416,7 +503,7 @@ class ControlledReverseSampler(io.ComfyNode):
                              "Euler-Maruyama only. Set solver to euler, or turn stochastic off to use "
                              f"{solver}.")
         if inversion is not None:
-            check_inversion(title, inversion, stochastic)
+            check_inversion(title, inversion, stochastic, solver)
         return io.NodeOutput(ControlledReverseKSampler(reference, eta, start, stop, eta_trend, stochastic, seed, solver,
                                                        inversion))
 

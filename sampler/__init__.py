@@ -21,6 +21,8 @@ from .rf_inversion import (  # noqa: F401
     network_calls,
     path_residuals,
     rectified_sde_step,
+    same_schedule,
+    same_state,
     sample_controlled_reverse,
     sample_rectified_sde,
     sample_rf_inversion,

@@ -208,21 +208,34 @@ def network_calls(solver, steps, record_path=False):
 class RecordedPath:
     """What an inversion leaves for the reverse that retraces it (EXACT_PATH.md): the reverse's sigmas
     (``levels``, from the inversion's last sigma down to ``end``), the ``solver`` both use, the
-    inversion's last state (``final``, to tell which latent it recorded) and one residual per reverse
-    step, in the reverse's order. ``keep`` moves what is recorded to where it is held (the host's
-    intermediate device); ``end`` is where the reverse stops, set by the caller before the run."""
+    inversion's first and last states (``start``, the photo, and ``final``, the inverted latent: which
+    run this record is of) and one residual per reverse step, in the reverse's order. ``keep`` moves
+    what is recorded to where it is held (the host's intermediate device); ``end`` is where the reverse
+    stops, and ``key`` the inversion's settings, both set by the caller before the run."""
 
-    def __init__(self, end=0.0, keep=None):
-        self.end, self.keep = end, keep or (lambda t: t)
-        self.clear()
-
-    def clear(self):
-        """Forget the last run's record (before a new run, so that an interrupted one leaves none)."""
-        self.levels = self.solver = self.final = self.residuals = None
+    def __init__(self, end=0.0, keep=None, key=None):
+        self.end, self.keep, self.key = end, keep or (lambda t: t), key
+        self.levels = self.solver = self.start = self.final = self.residuals = None
 
     @property
     def nbytes(self):
-        return sum(t.numel() * t.element_size() for t in [self.final, *(self.residuals or [])] if t is not None)
+        return sum(t.numel() * t.element_size() for t in [self.start, self.final, *(self.residuals or [])]
+                   if t is not None)
+
+
+def same_schedule(levels, recorded):
+    """Whether a reverse's sigmas are a record's ``levels``: to float32 rounding, as both come through tensors."""
+    return len(levels) == len(recorded) and all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7)
+                                                for a, b in zip(levels, recorded))
+
+
+def same_state(recorded, latent):
+    """Whether ``latent`` is the state a record kept, by value: the guider moves a latent out of the model's
+    space and back in between the two passes, which may round it, so to 1e-4 of its norm, not bit for bit."""
+    if recorded is None or recorded.shape != latent.shape:
+        return False
+    recorded = recorded.to(latent)
+    return float((recorded - latent).norm()) <= 1e-4 * max(float(recorded.norm()), 1e-12)
 
 
 def without_zero_steps(sigmas):
@@ -319,7 +332,7 @@ def sample_rf_inversion(model, x, sigmas, extra_args=None, callback=None, disabl
             states.append(path.keep(x))
     if path is not None:
         report = None if callback is None else lambda state, k, sigma, d: _report(callback, state, steps + k, sigma, d)
-        path.final = states[-1]  # the last state, already kept: which latent this record is of
+        path.start, path.final = states[0], states[-1]  # already kept: which photo and latent this record is of
         path.residuals = path_residuals(step, denoise, states, levels, path.end, x, starts, path.keep, report)
         path.levels, path.solver = levels[:0:-1] + [path.end], solver
     return x

@@ -4,7 +4,11 @@ RF-Inversion Sampler with record_path on, wired to the Controlled Reverse Sample
 Exact Gaussian and two-mode mixture fields in Flux's model class and in Wan 2.2 5B's (a video class):
 with the link and eta = 0 under the inversion's conditioning the reverse returns the input to float
 precision, for every solver, step count and gamma, with the same reverse calls as without it; the
-control targets stay exact; every wrong wiring is named before any model call."""
+control targets stay exact; every wrong wiring is named before any model call. The records live in one
+bounded store (nodes/samplers.py), one per inverted latent: a re-created RF-Inversion Sampler finds its
+twin's, two photos through one SAMPLER each find their own, and the bound drops the oldest (issue 19)."""
+import contextlib
+
 import comfy.model_management
 import pytest
 import torch
@@ -23,6 +27,24 @@ RECORDING_CALLS = {"euler": lambda n: n + 1, "midpoint": lambda n: 3 * n + 1, "f
 @pytest.fixture(scope="module")
 def flow(node):
     return Flow(node)
+
+
+@pytest.fixture(scope="module")
+def store(pack):
+    """The pack's one store of exact-path records, as the host loaded it."""
+    return pack.nodes.samplers.RECORDS
+
+
+@contextlib.contextmanager
+def isolated(store, budget=None):
+    """The real store, emptied for a test that counts on what it holds (other tests' records, made with
+    the same settings, would otherwise be found), then given back as it was."""
+    saved = store.records, dict(store.dropped), store.budget
+    store.records, store.dropped, store.budget = [], {}, store.budget if budget is None else budget
+    try:
+        yield store
+    finally:
+        store.records, store.dropped, store.budget = saved
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +68,7 @@ def linked_round_trip(flow, model, image, sigmas, gamma, solver, **reverse):
 @pytest.mark.parametrize("gamma", [0.0, 0.5])
 @pytest.mark.parametrize("steps", [8, 28])
 @pytest.mark.parametrize("field", FIELDS)
-def test_the_linked_reverse_returns_the_input(flow, field, steps, gamma, solver):
+def test_the_linked_reverse_returns_the_input(flow, store, field, steps, gamma, solver):
     model = flow.model("flux", field_of(flow, field))
     sigmas = flow.sigmas(model, steps)
     image = flow.image(model, 1)
@@ -58,11 +80,11 @@ def test_the_linked_reverse_returns_the_input(flow, field, steps, gamma, solver)
                                                                    solver=solver)["samples"])
     assert plain_calls == rev_calls == CALLS[solver](steps)
     assert rel(plain, image["samples"]) > 1e3 * rel(out, image["samples"])
-    # the record: one residual per step and the inverted state, on the intermediate device
-    path = inversion.path
+    # the record: one residual per step, the photo and the inverted state, on the intermediate device
+    path = store.of(inversion.key)[0]
     assert len(path.residuals) == steps and path.solver == solver
-    assert path.nbytes == (steps + 1) * image["samples"].numel() * 4
-    assert all(r.device == comfy.model_management.intermediate_device() for r in path.residuals)
+    assert path.nbytes == (steps + 2) * image["samples"].numel() * 4
+    assert all(r.device == comfy.model_management.intermediate_device() for r in [path.start, *path.residuals])
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -160,23 +182,88 @@ def test_half_precision_models_through_the_path(flow, solver, dtype):
     assert rel(plain, image["samples"]) > 10 * rel(out, image["samples"])
 
 
-def test_a_second_run_replaces_the_record(flow):
+def test_a_re_created_sampler_finds_the_record_of_its_twin(flow):
+    """Under --cache-lru ComfyUI may drop the RF-Inversion Sampler's output and keep its inversion's latent:
+    the node then runs again, a new SAMPLER with the same settings, and the reverse still finds the record."""
     model = flow.model("flux")
     sigmas = flow.sigmas(model, 8)
-    first, second = flow.image(model, 1), flow.image(model, 2)
-    inversion = flow.inversion(0.5, solver="fireflow", record_path=True)
-    flow.invert(model, first, sigmas, 0.5, solver="fireflow", sampler=inversion)
-    size, old = inversion.path.nbytes, inversion.path.residuals
-    inverted = flow.invert(model, second, sigmas, 0.5, solver="fireflow", sampler=inversion)
-    assert inversion.path.residuals is not old and inversion.path.nbytes == size
-    out = flow.reverse(model, inverted, second, sigmas, eta=0.0, solver="fireflow", inversion=inversion)["samples"]
-    assert rel(out, second["samples"]) <= 1e-5
+    image = flow.image(model, 1)
+    inverted = flow.invert(model, image, sigmas, 0.5, seed=11, solver="fireflow",
+                           sampler=flow.inversion(0.5, seed=11, solver="fireflow", record_path=True))
+    twin = flow.inversion(0.5, seed=11, solver="fireflow", record_path=True)
+    calls = flow.calls(model)
+    out = flow.reverse(model, inverted, image, sigmas, eta=0.0, solver="fireflow", inversion=twin)["samples"]
+    assert flow.calls(model) - calls == CALLS["fireflow"](8)  # the reverse's own calls: the record was not made again
+    error = rel(out, image["samples"])
+    print(f"through a re-created twin: relative error {error:.1e}")
+    assert error <= 1e-6
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("gamma", [0.5, 1.0])
+def test_two_photos_through_one_sampler_each_find_their_own(flow, store, gamma, solver):
+    """Two inversions through one SAMPLER, then the two linked reverses: each comes back to its own photo.
+    At gamma = 1 both inversions end on y1 itself, and the reference tells the records apart."""
+    model = flow.model("flux")
+    sigmas = flow.sigmas(model, 8)
+    photos = [flow.image(model, 1), flow.image(model, 2)]
+    inversion = flow.inversion(gamma, seed=12, solver=solver, record_path=True)
+    inverted = [flow.invert(model, photo, sigmas, gamma, seed=12, solver=solver, sampler=inversion) for photo in photos]
+    assert len(store.of(inversion.key)) >= 2
+    errors = []
+    for photo, latent in zip(photos, inverted):
+        out = flow.reverse(model, latent, photo, sigmas, eta=0.0, solver=solver, inversion=inversion)["samples"]
+        errors.append(rel(out, photo["samples"]))
+    print(f"gamma {gamma}, {solver}: the two photos come back to {errors[0]:.1e} and {errors[1]:.1e}")
+    assert max(errors) <= 1e-6
+    assert rel(photos[0]["samples"], photos[1]["samples"]) > 0.1  # two photos, not one twice
+
+
+def test_the_bound_drops_the_oldest_record(flow, node, store):
+    """A store that holds two records: a third inversion drops the oldest. Its reverse then names the bound
+    and the fix, before any model call; the fingerprint that ComfyUI's cache reads changes, so that a
+    re-queue runs the inversion again; the two newer records still serve their reverses; and a record a
+    reverse used is dropped after one that was used before it."""
+    model = flow.model("flux")
+    sigmas = flow.sigmas(model, 8)
+    photos = [flow.image(model, seed) for seed in (1, 2, 3)]
+    record = (8 + 2) * photos[0]["samples"].numel() * 4  # 40 KiB: 8 steps + 2 latents of 16 x 8 x 8 floats
+    fingerprint = lambda: node("RFInversionSampler").fingerprint_inputs(0.5, 13, "euler", True)  # noqa: E731
+
+    def held():
+        """Which photos the store holds records of, oldest first."""
+        return [[rel(r.start, model.model.process_latent_in(p["samples"])) < 1e-6 for p in photos].index(True)
+                for r in store.records]
+
+    with isolated(store, budget=int(2.5 * record)):
+        before = fingerprint()
+        inversion = flow.inversion(0.5, seed=13, solver="euler", record_path=True)
+        inverted = []
+        for photo in photos:
+            inverted.append(flow.invert(model, photo, sigmas, 0.5, seed=13, sampler=inversion))
+            assert store.nbytes <= 2.5 * record
+        assert held() == [1, 2] and store.dropped == {inversion.key: 1}
+        assert fingerprint() != before
+        message = fails_before_any_model_call(
+            flow, model, lambda: flow.reverse(model, inverted[0], photos[0], sigmas, eta=0.0, inversion=inversion),
+            "Controlled Reverse Sampler", "inversion", "no record of this latent_image", "up to 100 KiB", "drops the oldest",
+            "Queue the prompt again", "queue fewer")
+        print(message)
+        for b in (2, 1):
+            out = flow.reverse(model, inverted[b], photos[b], sigmas, eta=0.0, inversion=inversion)["samples"]
+            assert rel(out, photos[b]["samples"]) <= 1e-6
+        assert held() == [2, 1]
+        flow.invert(model, photos[0], sigmas, 0.5, seed=13, sampler=inversion)  # the re-queue's inversion
+        assert held() == [1, 0] and store.dropped == {inversion.key: 2}
+        out = flow.reverse(model, inverted[0], photos[0], sigmas, eta=0.0, inversion=inversion)["samples"]
+        assert rel(out, photos[0]["samples"]) <= 1e-6
+    assert fingerprint() == before  # the store given back as it was
 
 
 # --- progress and interrupt ------------------------------------------------------------------
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_progress_counts_the_recording_and_interrupt_leaves_no_record(flow, solver):
+def test_progress_counts_the_recording_and_interrupt_leaves_no_record(flow, store, solver):
     """The recording runs the reverse's steps along the path after the inversion's own: the bar counts
     both, through the sampler's own callback. Interrupted there, the inversion leaves no record, and a
     linked reverse says so instead of retracing half a path."""
@@ -193,15 +280,20 @@ def test_progress_counts_the_recording_and_interrupt_leaves_no_record(flow, solv
         if i == 7:
             comfy.model_management.interrupt_current_processing(True)
 
-    try:
-        with pytest.raises(comfy.model_management.InterruptProcessingException):
-            flow.sample(model, inversion, flipped, image, interrupt_in_the_recording)
-    finally:
-        comfy.model_management.interrupt_current_processing(False)
-    inverted = flow.invert(model, image, sigmas, 0.5, solver=solver)
-    fails_before_any_model_call(flow, model, lambda: flow.reverse(model, inverted, image, sigmas, eta=0.0, solver=solver,
-                                                                  inversion=inversion),
-                                "Controlled Reverse Sampler", "inversion", "has not recorded a run", "latent_image")
+    with isolated(store):
+        try:
+            with pytest.raises(comfy.model_management.InterruptProcessingException):
+                flow.sample(model, inversion, flipped, image, interrupt_in_the_recording)
+        finally:
+            comfy.model_management.interrupt_current_processing(False)
+        assert store.records == []
+        inverted = flow.invert(model, image, sigmas, 0.5, solver=solver)
+        fails_before_any_model_call(flow, model, lambda: flow.reverse(model, inverted, image, sigmas, eta=0.0,
+                                                                      solver=solver, inversion=inversion),
+                                    "Controlled Reverse Sampler", "inversion", "has not recorded a run", "latent_image")
+    # the run before, which completed, still serves the same latent
+    out = flow.reverse(model, inverted, image, sigmas, eta=0.0, solver=solver, inversion=inversion)["samples"]
+    assert rel(out, image["samples"]) <= 1e-6
 
 
 # --- wrong wiring, named before any model call -----------------------------------------------
@@ -219,7 +311,7 @@ def recorded(flow):
 
 def test_an_inversion_that_has_not_run(flow, recorded):
     model, sigmas, image, _, inverted = recorded
-    fresh = flow.inversion(0.5, solver="fireflow", record_path=True)
+    fresh = flow.inversion(0.5, seed=8, solver="fireflow", record_path=True)  # settings that recorded nothing
     fails_before_any_model_call(flow, model, lambda: flow.reverse(model, inverted, image, sigmas, eta=0.9,
                                                                   solver="fireflow", inversion=fresh),
                                 "Controlled Reverse Sampler", "inversion", "has not recorded a run",
