@@ -224,6 +224,7 @@ def _stats(tensor):
             "mean": float(t.mean()) if finite else None, "std": float(t.std()) if finite and t.numel() > 1 else None}
 
 
+# ImageStats and LatentStats: one logic (_stats), two declarations (see the note above TinyDiffusionModel).
 class ImageStats(io.ComfyNode):
     @classmethod
     def define_schema(cls):
