@@ -191,8 +191,8 @@ def main():
         return float(C.psnr(img, scene) if slot is None else S.masked_psnr(img, scene, S.outside(slot)))
     calls = C.SOLVER_BUDGETS[-1]
     sheet = make_sheet([
-        (f"Semantic edit (sd35_semantic_edit workflow, typed prompts, the paper's {setting(DEMO)}): one emoji changes, "
-         "the other and the background stay", [
+        (f"Semantic edit (sd35_semantic_edit workflow as shipped, with its Edit Region; the paper's {setting(DEMO)}): "
+         "one emoji changes, the other and the background stay", [
             (f"input (held out, darker blue):\n{SCENE}", out / "input_scene.png"),
             (f"inversion + reconstruction\ngamma 0, eta 0: {psnr('reconstruction'):.1f} dB", out / "reconstruction.png"),
             *[(f"{EDITS[i][1]}\nkept part {psnr(f'edit_{i}', i):.1f} dB", out / f"edit_{i}.png") for i in range(len(EDITS))]]),
