@@ -159,15 +159,17 @@ def build_taesd():
     return taesd_layers(TAESD_WIDTH)
 
 
-def build_mmdit(depth=DEPTH, pooled=N_COND, context=N_COND, latent_side=LATENT_SIDE):
+def build_mmdit(depth=DEPTH, pooled=N_COND, context=N_COND, latent_side=LATENT_SIDE, patch=2):
     """The host's own MMDiT (SD3 family) at the size ComfyUI's detection reads back from the weights:
-    ``pooled`` and ``context`` are the widths of the pooled vector and the context tokens."""
+    ``pooled`` and ``context`` are the widths of the pooled vector and the context tokens; ``patch``
+    (detection reads it from x_embedder) the side of a token in latent cells."""
     host_path()
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
     hidden = 64 * depth
-    model = MMDiT(input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=depth,
-                  adm_in_channels=pooled, pos_embed_max_size=latent_side // 2, num_patches=(latent_side // 2) ** 2,
+    grid = latent_side // patch
+    model = MMDiT(input_size=None, patch_size=patch, in_channels=16, out_channels=16, depth=depth,
+                  adm_in_channels=pooled, pos_embed_max_size=grid, num_patches=grid ** 2,
                   pos_embed_scaling_factor=None,
                   context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": context, "out_features": hidden}},
                   operations=comfy.ops.disable_weight_init)
@@ -312,8 +314,8 @@ def train_autoencoder(enc, dec, next_images, steps, lr, eta_min, log):
 def rectified_flow_loss(predict, x0, gen):
     """The rectified-flow loss: x = (1 - sigma) x0 + sigma eps, velocity target eps - x0, sigma from
     ``sample_sigmas``; ``predict(x, sigma)`` is the network's velocity."""
-    eps = torch.randn(x0.shape, generator=gen)
-    sigma = sample_sigmas(len(x0), gen)
+    eps = torch.randn(x0.shape, generator=gen).to(x0.device)  # drawn on the CPU: the same on any device
+    sigma = sample_sigmas(len(x0), gen).to(x0.device)
     s = sigma.reshape(-1, 1, 1, 1)
     return F.mse_loss(predict((1 - s) * x0 + s * eps, sigma), eps - x0)
 

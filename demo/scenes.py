@@ -9,7 +9,12 @@ The emoji are Google's Noto Emoji images from the npm package emoji-datasource-g
 (Apache License 2.0: see demo/NOTICE-emoji.txt). Training reads them from the package; the 20
 that the vocabulary uses ship at 28 px in demo/eval/emoji_objects.safetensors for the demo and the
 tests (nothing downloads there).
+
+The geometry and the model sizes are a named configuration (``Config``, ``CONFIGS``): ``emoji64`` is
+the landed model, whose values the module's constants below are and every function's default;
+``emoji128`` is the retrain of issue 21 (128 px scenes, a wider autoencoder; files of its own names).
 """
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -57,6 +62,96 @@ TEXT_CONFIG = {"num_hidden_layers": 2, "hidden_size": TEXT_WIDTH, "num_attention
                "vocab_size": 49408, "eos_token_id": 49407, "projection_dim": TEXT_WIDTH, "layer_norm_eps": 1e-5}
 
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One demo model's geometry, sizes, file names and training folders."""
+    name: str
+    size: int                 # scene side in pixels
+    obj: int                  # emoji side in pixels (area-resized from the package's 64 px PNGs)
+    slot_x: tuple             # left edge of each slot's object
+    slot_y: int               # top edge of both
+    box: int                  # the slot's box (the object and a margin): what an edit may change
+    move: int                 # the unprompted moves of an object: up to +-move px (inside the box's margin)
+    taesd_width: int          # TAESD channels trained (of ComfyUI's 64; the rest are zero)
+    depth: int                # MMDiT depth: hidden 64 * depth, heads = depth
+    patch: int                # MMDiT patch side, in latent cells
+    files: str                # the files' infix: rfdemo_<files>_mmdit.safetensors, eval/<files>_*.safetensors
+    ckpt: str                 # the training checkpoints' folder under output/
+    log: str                  # the training log, under demo/
+    inputs: str               # the demo's input images, under demo/
+    strict_reader: bool       # train the strict slot classifier (clean renders only) as its own stage
+
+    @property
+    def latent_side(self):
+        return self.size // 8
+
+    @property
+    def tokens(self):
+        return (self.latent_side // self.patch) ** 2
+
+    @property
+    def unet_name(self):
+        return f"rfdemo_{self.files}_mmdit.safetensors"
+
+    @property
+    def vae_name(self):
+        return f"rfdemo_{self.files}_taesd.safetensors"
+
+    @property
+    def clip_name(self):
+        return f"rfdemo_{self.files}_clip.safetensors"
+
+    @property
+    def unet_file(self):
+        return C.MODELS / "diffusion_models" / self.unet_name
+
+    @property
+    def vae_file(self):
+        return C.MODELS / "vae" / self.vae_name
+
+    @property
+    def clip_file(self):
+        return C.MODELS / "text_encoders" / self.clip_name
+
+    @property
+    def objects_file(self):
+        return C.DEMO / "eval" / f"{self.files}_objects.safetensors"
+
+    @property
+    def classifier_file(self):
+        return C.DEMO / "eval" / f"{self.files}_classifier.safetensors"
+
+    @property
+    def strict_classifier_file(self):
+        return C.DEMO / "eval" / f"{self.files}_strict_classifier.safetensors"
+
+
+# The landed model: every constant above, unchanged.
+EMOJI64 = Config(name="emoji64", size=C.SIZE, obj=OBJ, slot_x=SLOT_X, slot_y=SLOT_Y, box=BOX, move=2,
+                 taesd_width=C.TAESD_WIDTH, depth=DEPTH, patch=2, files="emoji", ckpt="demo_emoji_train",
+                 log="train_log.txt", inputs="inputs", strict_reader=False)
+# The retrain of issue 21, from the probes in ../shared/demo/README.md: at 128 px with the emoji at
+# 56 px a 16-wide TAESD reached 24.2 dB in 7 minutes where 64 px gave blobs, and a 32-wide one 26.8 dB
+# after 1,100 steps (22 min), still rising about 0.3 dB a 100 steps; the goal is >= 28 dB outside the
+# edited slot. Slots at x 4 and 68, y 36; the box is the object and a 4 px margin (64 x 64: the two
+# boxes tile the middle band, and everything outside one is 75 % of the image, as at 64 px); moves of
+# up to 4 px (the landed 2 px, scaled).
+# The MMDiT: patch 2 on the 16 x 16 latent is 64 tokens (8 x 8 latent pixels each), so an emoji covers
+# about 3.5 x 3.5 tokens (12) where the landed model gave it under 2. Width stays 128 (depth 2, 2
+# heads): with 4 times the tokens a step already costs about 4 times the landed one, and depth 3
+# (hidden 192) would multiply that again by about 3.4 (parameters grow as depth^3), past the 3-hour
+# CPU budget. Patch 4 (16 tokens, as cheap as the landed model) would put 4 x 4 x 16 = 256 outputs
+# behind each 128-wide token: the bottleneck that smeared the landed model's emoji.
+EMOJI128 = Config(name="emoji128", size=128, obj=56, slot_x=(4, 68), slot_y=36, box=64, move=4,
+                  taesd_width=32, depth=2, patch=2, files="emoji128", ckpt="demo_emoji128_train",
+                  log="train_log_emoji128.txt", inputs="inputs_emoji128", strict_reader=True)
+CONFIGS = {c.name: c for c in (EMOJI64, EMOJI128)}
+assert (EMOJI64.unet_name, EMOJI64.vae_name, EMOJI64.clip_name) == (UNET_NAME, VAE_NAME, CLIP_NAME)
+assert (EMOJI64.objects_file, EMOJI64.classifier_file) == (OBJECTS_FILE, CLASSIFIER_FILE)
+
+
 def prompt(left, right, bg):
     return f"a {NAMES[left]} and a {NAMES[right]} on {BACKGROUNDS[bg]}"
 
@@ -92,8 +187,8 @@ def package_dir(download=False):
     return pkg
 
 
-def objects_from_package(pkg):
-    """The vocabulary's emoji as (N_OBJ, 4, OBJ, OBJ) RGBA in [0, 1], resized from the 64 px PNGs."""
+def objects_from_package(pkg, cfg=EMOJI64):
+    """The vocabulary's emoji as (N_OBJ, 4, cfg.obj, cfg.obj) RGBA in [0, 1], resized from the 64 px PNGs."""
     import json
 
     from PIL import Image
@@ -104,60 +199,61 @@ def objects_from_package(pkg):
         # premultiplied resize, so the transparent border's colour does not bleed into the edge
         arr = torch.tensor(list(im.get_flattened_data()), dtype=torch.float32).reshape(64, 64, 4).permute(2, 0, 1) / 255
         arr = torch.cat([arr[:3] * arr[3:], arr[3:]])
-        small = F.interpolate(arr[None], size=OBJ, mode="area")[0]
+        small = F.interpolate(arr[None], size=cfg.obj, mode="area")[0]
         rgb = small[:3] / small[3:].clamp_min(1e-4)
         out.append(torch.cat([rgb.clamp(0, 1), small[3:]]))
     return torch.stack(out)
 
 
-def load_objects():
+def load_objects(cfg=EMOJI64):
     from safetensors.torch import load_file
-    return load_file(str(OBJECTS_FILE))["rgba"].float() / 255
+    return load_file(str(cfg.objects_file))["rgba"].float() / 255
 
 
-def render(objects, left, right, bg, tint=None, shift=None):
-    """Scenes (N, 3, 64, 64) in [0, 1] from index tensors of the left and right object and background.
+def render(objects, left, right, bg, tint=None, shift=None, cfg=EMOJI64):
+    """Scenes (N, 3, size, size) in [0, 1] from index tensors of the left and right object and background.
     Training scenes have neither of the two things no prompt says: ``tint`` (N, 3) added to the
     background colour, ``shift`` (N, 2, 2) integer (dy, dx) moves of each slot's object."""
     left, right, bg = (torch.as_tensor(v, dtype=torch.long).reshape(-1) for v in (left, right, bg))
     colours = torch.tensor([PALETTE[b] for b in BACKGROUNDS])[bg]
     if tint is not None:
         colours = (colours + tint).clamp(0, 1)
-    img = colours[:, :, None, None].expand(-1, -1, C.SIZE, C.SIZE).clone()
-    for slot, (x, idx) in enumerate(zip(SLOT_X, (left, right))):
+    img = colours[:, :, None, None].expand(-1, -1, cfg.size, cfg.size).clone()
+    obj = cfg.obj
+    for slot, (x, idx) in enumerate(zip(cfg.slot_x, (left, right))):
         o = objects[idx]
         for i in range(len(img)):
             dy, dx = (0, 0) if shift is None else (int(v) for v in shift[i, slot])
-            y0, x0 = SLOT_Y + dy, x + dx
-            region = img[i, :, y0:y0 + OBJ, x0:x0 + OBJ]
-            img[i, :, y0:y0 + OBJ, x0:x0 + OBJ] = o[i, 3:] * o[i, :3] + (1 - o[i, 3:]) * region
+            y0, x0 = cfg.slot_y + dy, x + dx
+            region = img[i, :, y0:y0 + obj, x0:x0 + obj]
+            img[i, :, y0:y0 + obj, x0:x0 + obj] = o[i, 3:] * o[i, :3] + (1 - o[i, 3:]) * region
     return img
 
 
-def unprompted_variation(n, gen):
-    """A background tint of up to +-0.08 per channel and object moves of up to 2 px (inside the
-    slot's box): what an edit must keep that its prompt does not say."""
+def unprompted_variation(n, gen, cfg=EMOJI64):
+    """A background tint of up to +-0.08 per channel and object moves of up to ``cfg.move`` px (2 at
+    64 px: inside the slot's box): what an edit must keep that its prompt does not say."""
     tint = (torch.rand(n, 3, generator=gen) * 2 - 1) * 0.08
-    shift = torch.randint(-2, 3, (n, 2, 2), generator=gen)
+    shift = torch.randint(-cfg.move, cfg.move + 1, (n, 2, 2), generator=gen)
     return tint, shift
 
 
-def box(slot):
-    """(y0, y1, x0, x1) of a slot's box: the object and a 2 px margin."""
-    x = SLOT_X[slot] - (BOX - OBJ) // 2
-    y = SLOT_Y - (BOX - OBJ) // 2
-    return y, y + BOX, x, x + BOX
+def box(slot, cfg=EMOJI64):
+    """(y0, y1, x0, x1) of a slot's box: the object and a margin (2 px at 64 px)."""
+    x = cfg.slot_x[slot] - (cfg.box - cfg.obj) // 2
+    y = cfg.slot_y - (cfg.box - cfg.obj) // 2
+    return y, y + cfg.box, x, x + cfg.box
 
 
-def crop(images, slot):
-    y0, y1, x0, x1 = box(slot)
+def crop(images, slot, cfg=EMOJI64):
+    y0, y1, x0, x1 = box(slot, cfg)
     return images[:, :, y0:y1, x0:x1]
 
 
-def outside(slot):
-    """(64, 64) bool mask: everything outside the slot's box (the kept object and the background)."""
-    y0, y1, x0, x1 = box(slot)
-    mask = torch.ones(C.SIZE, C.SIZE, dtype=torch.bool)
+def outside(slot, cfg=EMOJI64):
+    """(size, size) bool mask: everything outside the slot's box (the kept object and the background)."""
+    y0, y1, x0, x1 = box(slot, cfg)
+    mask = torch.ones(cfg.size, cfg.size, dtype=torch.bool)
     mask[y0:y1, x0:x1] = False
     return mask
 
@@ -173,29 +269,36 @@ def masked_ssim(a, b, mask):
 
 
 class SlotClassifier(torch.nn.Module):
-    """A small CNN that reads which emoji is in a slot's 32 x 32 box, whatever the background."""
+    """A small CNN that reads which emoji is in a slot's box (32 x 32 at 64 px), whatever the
+    background. ``side`` 64 (the 128 px scenes' box) adds a fourth conv stage, so that it reads the
+    box at its full resolution."""
 
-    def __init__(self):
+    def __init__(self, side=32):
         super().__init__()
         c = torch.nn.Conv2d
+        extra = [] if side == 32 else [c(96, 96, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
+        if side not in (32, 64):
+            raise ValueError(f"SlotClassifier: a box of {side} px; 32 or 64")
+        self.side = side
         self.net = torch.nn.Sequential(
             c(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
             c(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            c(64, 96, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            c(64, 96, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), *extra,
             torch.nn.Flatten(), torch.nn.Linear(96 * 16, 128), torch.nn.ReLU(), torch.nn.Linear(128, N_OBJ))
 
     def forward(self, crops):
-        """crops (N, 3, 32, 32) in [0, 1] -> logits (N, N_OBJ)."""
+        """crops (N, 3, side, side) in [0, 1] -> logits (N, N_OBJ)."""
         return self.net(crops * 2 - 1)
 
-    def read(self, images, slot):
-        """The object index the classifier reads in ``slot`` of full scenes (N, 3, 64, 64)."""
+    def read(self, images, slot, cfg=EMOJI64):
+        """The object index the classifier reads in ``slot`` of full scenes (N, 3, size, size)."""
         with torch.no_grad():
-            return self(crop(images, slot)).argmax(1)
+            return self(crop(images, slot, cfg)).argmax(1)
 
 
-def load_classifier():
+def load_classifier(cfg=EMOJI64, strict=False):
+    """The slot classifier of ``cfg``; ``strict``: the one trained on clean renders only (emoji128)."""
     from safetensors.torch import load_file
-    model = SlotClassifier()
-    model.load_state_dict(load_file(str(CLASSIFIER_FILE)))
+    model = SlotClassifier(cfg.box)
+    model.load_state_dict(load_file(str(cfg.strict_classifier_file if strict else cfg.classifier_file)))
     return model.eval()
