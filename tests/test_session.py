@@ -51,9 +51,8 @@ def test_a_new_prompt_on_the_same_photo_costs_only_the_reverse_pass(demo_server)
 
 
 def test_a_linked_re_edit_costs_only_the_reverse_and_matches_a_full_run(demo_server):
-    """The exact path's record lives on the inversion's SAMPLER, which ComfyUI caches with the inversion:
-    a new edit text re-runs only the reverse, through the record, and gives the image a run that
-    re-inverts gives."""
+    """ComfyUI caches the inversion, and the pack keeps the exact path's record (docs/exact_path.md): a new
+    edit text re-runs only the reverse, through the record, and gives the image a run that re-inverts gives."""
     info = demo_server.get("/object_info")
     # the same pixels under a name of its own: nothing here is cached for the tests after this one
     shutil.copy(C.INPUTS / "three.png", demo_server.base / "input" / "linked_three.png")
@@ -144,27 +143,76 @@ def test_interrupt_then_queue_again(demo_server, uninterrupted, during):
     assert session.sha256(entry) == uninterrupted
 
 
-@pytest.mark.parametrize("mode", [["--cache-lru", "50"], ["--cache-none"]], ids=["cache-lru", "cache-none"])
-def test_the_other_cache_modes(demo_server, tmp_path, mode):
+CACHE_MODES = {"cache-lru-1": ["--cache-lru", "1"], "cache-lru-50": ["--cache-lru", "50"], "cache-none": ["--cache-none"]}
+
+
+@pytest.fixture(scope="module", params=list(CACHE_MODES))
+def cache_server(request, tmp_path_factory):
+    """A demo server under one of ComfyUI's other cache modes: --cache-lru 1 keeps only what the run before
+    shares with this one, --cache-lru 50 keeps the last 50 node outputs, --cache-none keeps nothing."""
+    server = session.start_demo_server(tmp_path_factory.mktemp(request.param), extra_args=CACHE_MODES[request.param])
+    server.mode = request.param
+    yield server
+    server.stop()
+
+
+def test_the_other_cache_modes(demo_server, cache_server):
     """The same edits, re-edit and repeat give the same images as under the default cache; --cache-lru
-    keeps the inversion (and a repeated edit whole), --cache-none re-runs everything."""
+    keeps the inversion (and at 50 a repeated edit whole), --cache-none re-runs everything."""
     info = demo_server.get("/object_info")
     edits = [{**EDIT, "edit_text": text} for text in ("an 8", "a 5", "an 8")]
     prompts = [session.edit_prompt(info, name="cache_mode", **e) for e in edits]
     expected = [session.sha256(session.run(demo_server, p)) for p in prompts]
-    server = session.start_demo_server(tmp_path / "base", extra_args=mode)
-    try:
-        runs = [run_counted(server, p) for p in prompts]
-    finally:
-        server.stop()
+    runs = [run_counted(cache_server, p) for p in prompts]
     assert [session.sha256(entry) for entry, _ in runs] == expected
     per_pass = network_calls("fireflow", EDIT["steps"])
     counted = [c for _, c in runs]
-    if mode[0] == "--cache-none":
+    if cache_server.mode == "cache-none":
         assert counted == [{"inversion": per_pass, "reverse": per_pass}] * 3
     else:
+        repeat = {"cache-lru-1": {"inversion": 0, "reverse": per_pass}, "cache-lru-50": {"inversion": 0, "reverse": 0}}
         assert counted == [{"inversion": per_pass, "reverse": per_pass}, {"inversion": 0, "reverse": per_pass},
-                           {"inversion": 0, "reverse": 0}]
+                           repeat[cache_server.mode]]
+
+
+# The exact path across runs: photo A edited, re-edited, then photo B through an RF-Inversion Sampler of the
+# same settings, then A re-edited again. Before the records had a store of their own, the last run failed
+# under --cache-lru 50 (A's inverted latent cached, the one SAMPLER holding B's record).
+LINKED_RUNS = [("a", "an 8"), ("a", "a 5"), ("b", "an 8"), ("a", "a 2")]
+LINKED_PHOTOS = {"a": "three.png", "b": "stroke_seven.png"}
+
+
+def linked_prompt(info, server, photo, edit_text, name):
+    """The linked edit of one of LINKED_PHOTOS, under the photo's copy named ``name`` on ``server``."""
+    shutil.copy(C.INPUTS / LINKED_PHOTOS[photo], server.base / "input" / name)
+    return session.edit_prompt(info, name="linked_cache", **{**EDIT, "image": name, "edit_text": edit_text,
+                                                              "linked": True})
+
+
+@pytest.fixture(scope="module")
+def linked_images(demo_server):
+    """The images of LINKED_RUNS, each made by a run that inverts anew (its photo a copy of a name of its
+    own: nothing of it is cached)."""
+    info = demo_server.get("/object_info")
+    entries = [run_counted(demo_server, linked_prompt(info, demo_server, photo, text, f"linked_ref_{i}.png"))[0]
+               for i, (photo, text) in enumerate(LINKED_RUNS)]
+    return [session.sha256(entry) for entry in entries]
+
+
+def test_a_linked_re_edit_under_the_other_cache_modes(cache_server, linked_images):
+    """Each run gives an image, the image of a run that inverts anew, whether the inversion ran again or came
+    from the cache, and the record is found by what it is of, not by the SAMPLER that made it."""
+    info = cache_server.get("/object_info")
+    runs = [run_counted(cache_server, linked_prompt(info, cache_server, photo, text, f"linked_{photo}.png"))
+            for photo, text in LINKED_RUNS]
+    assert [session.sha256(entry) for entry, _ in runs] == linked_images
+    assert len(set(linked_images)) == 4
+    recording = network_calls("fireflow", EDIT["steps"], record_path=True)
+    inverted = [c["inversion"] for _, c in runs]
+    assert [c["reverse"] for _, c in runs] == [network_calls("fireflow", EDIT["steps"])] * 4
+    # which inversions the cache served: --cache-lru 1 drops A's when B runs, --cache-lru 50 keeps it
+    assert inverted == {"cache-lru-1": [recording, 0, recording, recording], "cache-lru-50": [recording, 0, recording, 0],
+                        "cache-none": [recording] * 4}[cache_server.mode]
 
 
 def descendants(pid):
