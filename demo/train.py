@@ -250,6 +250,22 @@ def train_flow(flow, latents, tokens, empty_tokens, steps, gen, state=None, batc
     return flow.eval()
 
 
+def flow_stage(flow, name, steps, train, label, need_steps=False):
+    """One flow stage, load or train: ``flow`` takes the final checkpoint ``name`` where there is one
+    (with ``need_steps``, only one of at least ``steps`` steps). Otherwise ``train(state)`` trains
+    ``flow``, resuming from the checkpoint a killed run left (``state``; None: from the start), and
+    its result is checkpointed as final."""
+    state = load_ckpt(name)
+    if state is not None and "final" in state and (not need_steps or state["step"] >= steps):
+        flow.load_state_dict(state["flow"])
+        log(f"{label}: from its checkpoint")
+        return flow.eval()
+    flow.train()
+    flow = train(state)
+    save_ckpt(name, {"flow": flow.state_dict(), "step": steps, "final": True})
+    return flow
+
+
 def train_classifier(objects, triples, dec, enc, steps, gen, cfg=S.EMOJI64):
     """On slot crops of training scenes, a quarter of them through the autoencoder (what the metrics
     read is decoded), with pixel noise."""
@@ -265,10 +281,7 @@ def train_classifier(objects, triples, dec, enc, steps, gen, cfg=S.EMOJI64):
         crops = torch.cat([S.crop(x, 0, cfg), S.crop(x, 1, cfg)]).to(DEVICE)
         labels = torch.cat([t[:, 0], t[:, 1]]).to(DEVICE)
         loss = F.cross_entropy(model(crops), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        C.optimise(opt, sched, loss)
         if step % 100 == 0 or step == steps - 1:
             log(f"  classifier step {step:4d}/{steps}  loss {loss.item():.3f}  {time.time() - t0:.0f} s")
     return model.eval()
@@ -314,10 +327,7 @@ def train_strict_classifier(objects, triples, steps, gen, cfg):
         crops = torch.cat([S.crop(x, 0, cfg), S.crop(x, 1, cfg)]).to(DEVICE)
         labels = torch.cat([t[:, 0], t[:, 1]]).to(DEVICE)
         loss = F.cross_entropy(model(crops), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        C.optimise(opt, sched, loss)
         if step % 100 == 0 or step == steps - 1:
             log(f"  strict classifier step {step:4d}/{steps}  loss {loss.item():.3f}  {time.time() - t0:.0f} s")
     return model.eval()
@@ -528,19 +538,15 @@ def main():
         print(f"{opts.time_flow} flow steps of batch {opts.flow_batch} in {time.time() - t0:.1f} s on {DEVICE}; "
               f"MMDiT {n / 1e6:.2f} M parameters, {cfg.tokens} tokens")
         return
-    state = load_ckpt("flow")
-    if state is None or state["step"] < opts.flow_steps or "final" not in state:
+    def train_prompted(state):
         n_dit = sum(p.numel() for p in flow.dit.parameters())
         n_text = sum(p.numel() for p in flow.text.parameters())
         log(f"{stage['flow']} text encoder ({n_text / 1e6:.2f} M, of which the token table {49408 * S.TEXT_WIDTH / 1e6:.2f} M) and "
             f"flow model (MMDiT depth {cfg.depth}, {n_dit / 1e6:.2f} M) together, {opts.flow_steps} steps of batch {opts.flow_batch}, longest prompt {longest} tokens")
-        flow = train_flow(flow, latents, tokens, empty_tokens, opts.flow_steps, torch.Generator().manual_seed(1), state,
+        return train_flow(flow, latents, tokens, empty_tokens, opts.flow_steps, torch.Generator().manual_seed(1), state,
                           batch=opts.flow_batch)
-        save_ckpt("flow", {"flow": flow.state_dict(), "step": opts.flow_steps, "final": True})
-    else:
-        flow.load_state_dict(state["flow"])
-        flow.eval()
-        log(f"{stage['flow']} flow model: from its checkpoint")
+
+    flow = flow_stage(flow, "flow", opts.flow_steps, train_prompted, f"{stage['flow']} flow model", need_steps=True)
     took("flow model", t0)
     if opts.stop_after == "flow":
         return
@@ -548,9 +554,7 @@ def main():
     # Scenes that their prompt describes completely teach a model whose sample of a prompt is one
     # image: an edit then keeps the rest by the prompt alone, whatever eta and gamma do. Scenes
     # with a tint and moves that no prompt says make the input image matter.
-    t0 = time.time()
-    state = load_ckpt("flow_varied")
-    if state is None or "final" not in state:
+    def train_varied(state):
         gen = torch.Generator().manual_seed(6)
         with torch.no_grad():
             varied = [random_scenes(objects, train_t, 128, gen, vary=True, cfg=cfg)
@@ -559,14 +563,11 @@ def main():
             row = {t: i for i, t in enumerate(train)}
             pool_tokens = torch.cat([tokens[[row[tuple(t)] for t in ts.tolist()]] for _, ts in varied])
         log(f"{stage['varied']} the flow model again on {len(pool)} scenes with an unprompted tint and moves, {opts.varied_steps} steps, lr 5e-4")
-        flow.train()
-        flow = train_flow(flow, pool, pool_tokens, empty_tokens, opts.varied_steps, gen, state, lr=5e-4, name="flow_varied",
+        return train_flow(flow, pool, pool_tokens, empty_tokens, opts.varied_steps, gen, state, lr=5e-4, name="flow_varied",
                           batch=opts.flow_batch)
-        save_ckpt("flow_varied", {"flow": flow.state_dict(), "step": opts.varied_steps, "final": True})
-    else:
-        flow.load_state_dict(state["flow"])
-        flow.eval()
-        log(f"{stage['varied']} flow model on varied scenes: from its checkpoint")
+
+    t0 = time.time()
+    flow = flow_stage(flow, "flow_varied", opts.varied_steps, train_varied, f"{stage['varied']} flow model on varied scenes")
     took("flow model on varied scenes", t0)
     if opts.stop_after == "varied":
         return
