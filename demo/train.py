@@ -266,25 +266,33 @@ def flow_stage(flow, name, steps, train, label, need_steps=False):
     return flow
 
 
-def train_classifier(objects, triples, dec, enc, steps, gen, cfg=S.EMOJI64):
-    """On slot crops of training scenes, a quarter of them through the autoencoder (what the metrics
-    read is decoded), with pixel noise."""
+def train_reader(objects, triples, steps, gen, cfg, augment, label):
+    """A slot classifier on slot crops of training scenes with the tint and moves, each batch through
+    ``augment(x, gen)`` first; ``label`` names it in the log."""
     model = S.SlotClassifier(cfg.box).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
     t0 = time.time()
     for step in range(steps):
         x, t = random_scenes(objects, triples, 32, gen, vary=True, cfg=cfg)
-        with torch.no_grad():
-            x[:8] = dec(enc(x[:8].to(DEVICE))).clamp(0, 1).cpu()
-        x = (x + 0.03 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+        x = augment(x, gen)
         crops = torch.cat([S.crop(x, 0, cfg), S.crop(x, 1, cfg)]).to(DEVICE)
         labels = torch.cat([t[:, 0], t[:, 1]]).to(DEVICE)
         loss = F.cross_entropy(model(crops), labels)
         C.optimise(opt, sched, loss)
         if step % 100 == 0 or step == steps - 1:
-            log(f"  classifier step {step:4d}/{steps}  loss {loss.item():.3f}  {time.time() - t0:.0f} s")
+            log(f"  {label} step {step:4d}/{steps}  loss {loss.item():.3f}  {time.time() - t0:.0f} s")
     return model.eval()
+
+
+def train_classifier(objects, triples, dec, enc, steps, gen, cfg=S.EMOJI64):
+    """On slot crops of training scenes, a quarter of them through the autoencoder (what the metrics
+    read is decoded), with pixel noise."""
+    def through_autoencoder(x, gen):
+        with torch.no_grad():
+            x[:8] = dec(enc(x[:8].to(DEVICE))).clamp(0, 1).cpu()
+        return (x + 0.03 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    return train_reader(objects, triples, steps, gen, cfg, through_autoencoder, "classifier")
 
 
 STRICT_BLUR, STRICT_NOISE = 1.0, 0.04
@@ -317,20 +325,7 @@ def train_strict_classifier(objects, triples, steps, gen, cfg):
     """The strict reader (issue 21): slot crops of clean renders of training scenes, with the tint and
     moves, blur and pixel noise; it never sees the autoencoder's output, so what it reads in a decoded
     image is what a clean emoji looks like."""
-    model = S.SlotClassifier(cfg.box).to(DEVICE)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
-    t0 = time.time()
-    for step in range(steps):
-        x, t = random_scenes(objects, triples, 32, gen, vary=True, cfg=cfg)
-        x = strict_augment(x, gen)
-        crops = torch.cat([S.crop(x, 0, cfg), S.crop(x, 1, cfg)]).to(DEVICE)
-        labels = torch.cat([t[:, 0], t[:, 1]]).to(DEVICE)
-        loss = F.cross_entropy(model(crops), labels)
-        C.optimise(opt, sched, loss)
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  strict classifier step {step:4d}/{steps}  loss {loss.item():.3f}  {time.time() - t0:.0f} s")
-    return model.eval()
+    return train_reader(objects, triples, steps, gen, cfg, strict_augment, "strict classifier")
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import torch
 from comfy_api.latest import io
 
 from .. import sampler as rf
-from .samplers import PackSampler, FlowStateSampler, check_flow_model, check_fraction
+from .samplers import FlowStateSampler, PackSampler, check_flow_model, check_fraction, seed_input
 
 TITLE = "Edit Region"
 MAX_LEVELS = MAX_SEEDS = 16
@@ -160,8 +160,7 @@ class EditRegion(io.ComfyNode):
                 io.Int.Input("seeds", default=2, min=1, max=MAX_SEEDS,
                              tooltip="How many noise samples to probe at each level; the map is summed over them. Each "
                                      "costs 2 x levels network calls."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
-                             tooltip="Seed of the probes' noise samples (seed, seed + 1, ...)."),
+                seed_input("Seed of the probes' noise samples (seed, seed + 1, ...)."),
             ],
             outputs=[io.Mask.Output("region", display_name="region",
                                     tooltip="1 where the edit may change the photo, at the image's size: connect to "

@@ -370,6 +370,11 @@ def solver_input(extra=""):
                           tooltip=SOLVER_TOOLTIP + extra)
 
 
+def seed_input(tooltip):
+    """A ``seed`` input as RandomNoise's: any seed ComfyUI draws, fixed unless the user changes it."""
+    return io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False, tooltip=tooltip)
+
+
 def check_choice(title, name, value, choices, hint):
     """This host validates V3 combos only in the web UI: a pasted API prompt reaches execute as it is."""
     if value not in choices:
@@ -407,6 +412,7 @@ def check_inversion(title, inversion, stochastic, solver):
                          "samplers' solver to the same choice.")
 
 
+# The nodes' schemas are declarations, alike in shape but each with its own inputs: kept one per node.
 class RFInversionSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -421,8 +427,7 @@ class RFInversionSampler(io.ComfyNode):
                 io.Float.Input("gamma", default=0.5, min=0.0, max=1.0, step=0.01,
                                tooltip="Controller strength toward the seeded noise y1. 0 is plain ODE inversion (most "
                                        "faithful, least editable); 1 goes straight to y1 (forgets the image). The paper uses 0.5."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
-                             tooltip="Seed of the noise sample y1 that the controller pulls toward (the same noise RandomNoise draws with this seed)."),
+                seed_input("Seed of the noise sample y1 that the controller pulls toward (the same noise RandomNoise draws with this seed)."),
                 solver_input(),
                 io.Boolean.Input("record_path", default=False, optional=True,
                                  tooltip="Record the inversion's path, so that a Controlled Reverse Sampler whose "
@@ -473,8 +478,7 @@ class ControlledReverseSampler(io.ComfyNode):
                                  tooltip="Use the controlled rectified SDE step (paper Eq. 17) instead of the ODE. Its noise is "
                                          "scaled by (1 - eta) as in the paper, so eta = 1 still lands on the reference; the "
                                          "authors' code leaves that factor out."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
-                             tooltip="Seed of the stochastic mode's noise (unused by the ODE)."),
+                seed_input("Seed of the stochastic mode's noise (unused by the ODE)."),
                 solver_input(" The stochastic mode's step is always Euler-Maruyama: with stochastic on, choose euler."),
                 io.Sampler.Input("inversion", optional=True,
                                  tooltip="The exact path (optional): wire the RF-Inversion Sampler that inverted this "
