@@ -266,6 +266,20 @@ def flow_stage(flow, name, steps, train, label, need_steps=False):
     return flow
 
 
+def reader_stage(name, train, label, cfg):
+    """One slot-reader stage, load or train: the checkpoint ``name`` where there is one, else ``train()``,
+    checkpointed."""
+    state = load_ckpt(name)
+    if state is not None:
+        clf = S.SlotClassifier(cfg.box).to(DEVICE)
+        clf.load_state_dict(state["clf"])
+        log(f"{label}: from its checkpoint")
+        return clf.eval()
+    clf = train()
+    save_ckpt(name, {"clf": clf.state_dict()})
+    return clf
+
+
 def train_reader(objects, triples, steps, gen, cfg, augment, label):
     """A slot classifier on slot crops of training scenes with the tint and moves, each batch through
     ``augment(x, gen)`` first; ``label`` names it in the log."""
@@ -488,17 +502,12 @@ def main():
     strict = None
     if cfg.strict_reader:
         t0 = time.time()
-        state = load_ckpt("strict")
-        if state is None:
+        def train_strict():
             log(f"{stage['strict']} strict slot classifier (clean renders with blur up to {STRICT_BLUR} px and noise up to "
                 f"{STRICT_NOISE}; never the autoencoder's output), {opts.strict_steps} steps")
-            strict = train_strict_classifier(objects, train_t, opts.strict_steps, torch.Generator().manual_seed(7), cfg)
-            save_ckpt("strict", {"clf": strict.state_dict()})
-        else:
-            strict = S.SlotClassifier(cfg.box).to(DEVICE)
-            strict.load_state_dict(state["clf"])
-            strict.eval()
-            log(f"{stage['strict']} strict slot classifier: from its checkpoint")
+            return train_strict_classifier(objects, train_t, opts.strict_steps, torch.Generator().manual_seed(7), cfg)
+
+        strict = reader_stage("strict", train_strict, f"{stage['strict']} strict slot classifier", cfg)
         with torch.no_grad():
             g = torch.Generator().manual_seed(8)
             tint, shift = S.unprompted_variation(len(held), g, cfg)
@@ -568,16 +577,11 @@ def main():
         return
 
     t0 = time.time()
-    state = load_ckpt("classifier")
-    if state is None:
+    def train_reader_stage():
         log(f"{stage['classifier']} slot classifier, {opts.classifier_steps} steps")
-        clf = train_classifier(objects, train_t, dec, enc, opts.classifier_steps, torch.Generator().manual_seed(2), cfg)
-        save_ckpt("classifier", {"clf": clf.state_dict()})
-    else:
-        clf = S.SlotClassifier(cfg.box).to(DEVICE)
-        clf.load_state_dict(state["clf"])
-        clf.eval()
-        log(f"{stage['classifier']} slot classifier: from its checkpoint")
+        return train_classifier(objects, train_t, dec, enc, opts.classifier_steps, torch.Generator().manual_seed(2), cfg)
+
+    clf = reader_stage("classifier", train_reader_stage, f"{stage['classifier']} slot classifier", cfg)
     took("slot classifier", t0)
 
     with torch.no_grad():
