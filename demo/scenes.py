@@ -1,18 +1,19 @@
 """The emoji scenes of the demo's default model: vocabulary, renderer, prompts, held-out split, the
 model files and the slot classifier.
 
-A scene is 64 x 64: a plain background of a named colour, and two emoji of 28 px in two slots (left,
-right), centred vertically. Its prompt names both and the background: "a red apple and a cat on
-blue". An edit changes one slot's object; the other object and the background should stay.
+A scene is 128 x 128: a plain background of a named colour, and two emoji of 56 px in two slots
+(left, right), centred vertically. Its prompt names both and the background: "a red apple and a cat
+on blue". An edit changes one slot's object; the other object and the background should stay.
 
 The emoji are Google's Noto Emoji images from the npm package emoji-datasource-google 16.0.0
 (Apache License 2.0: see demo/NOTICE-emoji.txt). Training reads them from the package; the 20
-that the vocabulary uses ship at 28 px in demo/eval/emoji_objects.safetensors for the demo and the
-tests (nothing downloads there).
+that the vocabulary uses ship at 56 px in demo/eval/emoji128_objects.safetensors for the demo and
+the tests (nothing downloads there).
 
-The geometry and the model sizes are a named configuration (``Config``, ``CONFIGS``): ``emoji64`` is
-the landed model, whose values the module's constants below are and every function's default;
-``emoji128`` is the retrain of issue 21 (128 px scenes, a wider autoencoder; files of its own names).
+The geometry and the model sizes are a named configuration (``Config``, ``CONFIGS``). ``emoji128``
+(issue 21) is the demo's model (``MODEL``): the module's constants are its values, and it is every
+function's default. ``emoji64``, the model before it (64 px scenes, 28 px emoji), still trains with
+``python -m demo.train --config emoji64``.
 """
 import dataclasses
 import itertools
@@ -37,22 +38,11 @@ PALETTE = {"white": (0.96, 0.96, 0.96), "gray": (0.50, 0.50, 0.52), "blue": (0.2
 BACKGROUNDS = list(PALETTE)
 N_BG = len(BACKGROUNDS)
 
-OBJ = 28                         # object side in pixels
-SLOT_X = (2, 34)                 # left edge of each slot's object
-SLOT_Y = 18                      # top edge of both
-BOX = 32                         # the slot's box (the object and a 2 px margin): what an edit may change
 SLOTS = ("left", "right")
+BLOB = N_OBJ                     # what the strict reader reads where a person reads no emoji (a blob)
 
 PACKAGE = "emoji-datasource-google@16.0.0"
 CACHE = Path(os.environ.get("RFDEMO_EMOJI_CACHE", Path.home() / ".cache" / "rfdemo_emoji"))
-OBJECTS_FILE = C.DEMO / "eval" / "emoji_objects.safetensors"
-CLASSIFIER_FILE = C.DEMO / "eval" / "emoji_classifier.safetensors"
-UNET_NAME = "rfdemo_emoji_mmdit.safetensors"
-VAE_NAME = "rfdemo_emoji_taesd.safetensors"
-CLIP_NAME = "rfdemo_emoji_clip.safetensors"
-UNET_FILE = C.MODELS / "diffusion_models" / UNET_NAME
-VAE_FILE = C.MODELS / "vae" / VAE_NAME
-CLIP_FILE = C.MODELS / "text_encoders" / CLIP_NAME
 
 DEPTH = 2            # MMDiT depth: hidden 64 * depth, heads = depth (what ComfyUI's detection reads back)
 TEXT_WIDTH = 64
@@ -129,9 +119,9 @@ class Config:
 
 
 # The landed model: every constant above, unchanged.
-EMOJI64 = Config(name="emoji64", size=C.SIZE, obj=OBJ, slot_x=SLOT_X, slot_y=SLOT_Y, box=BOX, move=2,
+EMOJI64 = Config(name="emoji64", size=64, obj=28, slot_x=(2, 34), slot_y=18, box=32, move=2,
                  taesd_width=C.TAESD_WIDTH, depth=DEPTH, patch=2, files="emoji", ckpt="demo_emoji_train",
-                 log="train_log.txt", inputs="inputs", strict_reader=False)
+                 log="train_log.txt", inputs="inputs_emoji64", strict_reader=False)
 # The retrain of issue 21, from the probes in ../shared/demo/README.md: at 128 px with the emoji at
 # 56 px a 16-wide TAESD reached 24.2 dB in 7 minutes where 64 px gave blobs, and a 32-wide one 26.8 dB
 # after 1,100 steps (22 min), still rising about 0.3 dB a 100 steps; the goal is >= 28 dB outside the
@@ -146,10 +136,16 @@ EMOJI64 = Config(name="emoji64", size=C.SIZE, obj=OBJ, slot_x=SLOT_X, slot_y=SLO
 # behind each 128-wide token: the bottleneck that smeared the landed model's emoji.
 EMOJI128 = Config(name="emoji128", size=128, obj=56, slot_x=(4, 68), slot_y=36, box=64, move=4,
                   taesd_width=32, depth=2, patch=2, files="emoji128", ckpt="demo_emoji128_train",
-                  log="train_log_emoji128.txt", inputs="inputs_emoji128", strict_reader=True)
+                  log="train_log_emoji128.txt", inputs="inputs", strict_reader=True)
 CONFIGS = {c.name: c for c in (EMOJI64, EMOJI128)}
-assert (EMOJI64.unet_name, EMOJI64.vae_name, EMOJI64.clip_name) == (UNET_NAME, VAE_NAME, CLIP_NAME)
-assert (EMOJI64.objects_file, EMOJI64.classifier_file) == (OBJECTS_FILE, CLASSIFIER_FILE)
+# The demo's model: what the demo, the benchmark and the tests load, every function's default, and
+# the constants below. (emoji64, the model before issue 21, trains again with --config emoji64; its
+# files no longer ship.)
+MODEL = EMOJI128
+SIZE, OBJ, SLOT_X, SLOT_Y, BOX = MODEL.size, MODEL.obj, MODEL.slot_x, MODEL.slot_y, MODEL.box
+UNET_NAME, VAE_NAME, CLIP_NAME = MODEL.unet_name, MODEL.vae_name, MODEL.clip_name
+UNET_FILE, VAE_FILE, CLIP_FILE = MODEL.unet_file, MODEL.vae_file, MODEL.clip_file
+OBJECTS_FILE, CLASSIFIER_FILE, STRICT_CLASSIFIER_FILE = MODEL.objects_file, MODEL.classifier_file, MODEL.strict_classifier_file
 
 
 def prompt(left, right, bg):
@@ -187,7 +183,7 @@ def package_dir(download=False):
     return pkg
 
 
-def objects_from_package(pkg, cfg=EMOJI64):
+def objects_from_package(pkg, cfg=MODEL):
     """The vocabulary's emoji as (N_OBJ, 4, cfg.obj, cfg.obj) RGBA in [0, 1], resized from the 64 px PNGs."""
     import json
 
@@ -205,12 +201,12 @@ def objects_from_package(pkg, cfg=EMOJI64):
     return torch.stack(out)
 
 
-def load_objects(cfg=EMOJI64):
+def load_objects(cfg=MODEL):
     from safetensors.torch import load_file
     return load_file(str(cfg.objects_file))["rgba"].float() / 255
 
 
-def render(objects, left, right, bg, tint=None, shift=None, cfg=EMOJI64):
+def render(objects, left, right, bg, tint=None, shift=None, cfg=MODEL):
     """Scenes (N, 3, size, size) in [0, 1] from index tensors of the left and right object and background.
     Training scenes have neither of the two things no prompt says: ``tint`` (N, 3) added to the
     background colour, ``shift`` (N, 2, 2) integer (dy, dx) moves of each slot's object."""
@@ -230,7 +226,7 @@ def render(objects, left, right, bg, tint=None, shift=None, cfg=EMOJI64):
     return img
 
 
-def unprompted_variation(n, gen, cfg=EMOJI64):
+def unprompted_variation(n, gen, cfg=MODEL):
     """A background tint of up to +-0.08 per channel and object moves of up to ``cfg.move`` px (2 at
     64 px: inside the slot's box): what an edit must keep that its prompt does not say."""
     tint = (torch.rand(n, 3, generator=gen) * 2 - 1) * 0.08
@@ -238,19 +234,19 @@ def unprompted_variation(n, gen, cfg=EMOJI64):
     return tint, shift
 
 
-def box(slot, cfg=EMOJI64):
+def box(slot, cfg=MODEL):
     """(y0, y1, x0, x1) of a slot's box: the object and a margin (2 px at 64 px)."""
     x = cfg.slot_x[slot] - (cfg.box - cfg.obj) // 2
     y = cfg.slot_y - (cfg.box - cfg.obj) // 2
     return y, y + cfg.box, x, x + cfg.box
 
 
-def crop(images, slot, cfg=EMOJI64):
+def crop(images, slot, cfg=MODEL):
     y0, y1, x0, x1 = box(slot, cfg)
     return images[:, :, y0:y1, x0:x1]
 
 
-def outside(slot, cfg=EMOJI64):
+def outside(slot, cfg=MODEL):
     """(size, size) bool mask: everything outside the slot's box (the kept object and the background)."""
     y0, y1, x0, x1 = box(slot, cfg)
     mask = torch.ones(cfg.size, cfg.size, dtype=torch.bool)
@@ -273,7 +269,7 @@ class SlotClassifier(torch.nn.Module):
     background. ``side`` 64 (the 128 px scenes' box) adds a fourth conv stage, so that it reads the
     box at its full resolution."""
 
-    def __init__(self, side=32):
+    def __init__(self, side=32, reject=False):
         super().__init__()
         c = torch.nn.Conv2d
         extra = [] if side == 32 else [c(96, 96, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
@@ -284,21 +280,23 @@ class SlotClassifier(torch.nn.Module):
             c(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
             c(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
             c(64, 96, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), *extra,
-            torch.nn.Flatten(), torch.nn.Linear(96 * 16, 128), torch.nn.ReLU(), torch.nn.Linear(128, N_OBJ))
+            torch.nn.Flatten(), torch.nn.Linear(96 * 16, 128), torch.nn.ReLU(), torch.nn.Linear(128, N_OBJ + reject))
 
     def forward(self, crops):
-        """crops (N, 3, side, side) in [0, 1] -> logits (N, N_OBJ)."""
+        """crops (N, 3, side, side) in [0, 1] -> logits (N, N_OBJ), or (N, N_OBJ + 1) with ``reject``."""
         return self.net(crops * 2 - 1)
 
-    def read(self, images, slot, cfg=EMOJI64):
-        """The object index the classifier reads in ``slot`` of full scenes (N, 3, size, size)."""
+    def read(self, images, slot, cfg=MODEL):
+        """The object index the classifier reads in ``slot`` of full scenes (N, 3, size, size); BLOB
+        where a reader with ``reject`` reads no emoji."""
         with torch.no_grad():
             return self(crop(images, slot, cfg)).argmax(1)
 
 
-def load_classifier(cfg=EMOJI64, strict=False):
-    """The slot classifier of ``cfg``; ``strict``: the one trained on clean renders only (emoji128)."""
+def load_classifier(cfg=MODEL, strict=False):
+    """The slot classifier of ``cfg``; ``strict``: the strict reader (emoji128), trained on clean renders
+    only, which reads blobs as BLOB."""
     from safetensors.torch import load_file
-    model = SlotClassifier(cfg.box)
+    model = SlotClassifier(cfg.box, reject=strict)
     model.load_state_dict(load_file(str(cfg.strict_classifier_file if strict else cfg.classifier_file)))
     return model.eval()
