@@ -93,14 +93,14 @@ def overlay(image, mask, path):
     return path
 
 
-def make_sheet(rows, path, scale=3):
+def make_sheet(rows, path, scale=2):
     """rows: [(row title, [(caption, PNG path), ...]), ...] -> one labelled sheet."""
     from PIL import Image, ImageDraw, ImageFont
     try:
         font = ImageFont.load_default(size=13)
     except TypeError:
         font = ImageFont.load_default()
-    tile, pad, cap, head = C.SIZE * scale, 10, 34, 22
+    tile, pad, cap, head = S.SIZE * scale, 10, 34, 22
     cols = max(len(items) for _, items in rows)
     sheet = Image.new("RGB", (pad + cols * (tile + pad), sum(head + tile + cap for _ in rows) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)

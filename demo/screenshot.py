@@ -7,12 +7,13 @@ demo model's files in the base directory), opens the web UI in headless Chromium
 shipped ``workflows/sd35_semantic_edit.json`` from the template route the template browser uses.
 In the page's own graph it swaps only what the demo swaps (demo/graphs.py): the checkpoint loader
 becomes the demo's UNETLoader and VAELoader, the text-encoder loader goes, and the two
-CLIPTextEncode nodes become Digit Prompt nodes ("" for the inversion, "an 8" for the edit). It sets
-the demo's settings (gamma 0.25, eta 0.9, stop 0.5) on the pack's nodes and the LoadImage to the
-demo's held-out 3 (uploaded through /upload/image as the UI does), queues from the page, waits for
-the run, and saves one picture: the whole graph fitted to a 1600-pixel-wide view, and below it the
-same page zoomed in on the two SaveImage previews (ComfyUI never draws a preview larger than the
-image, and the demo's images are 64 pixels).
+becomes the demo's UNETLoader and VAELoader, the text-encoder loader becomes the demo's small CLIP
+loader, and the stock CLIPTextEncode nodes get the demo's typed prompts (the edit, and the scene as
+the Edit Region's source). It sets the demo's settings (the paper's gamma 0.5, eta 0.9, stop 0.25)
+on the pack's nodes and the LoadImage to the demo's held-out scene (uploaded through /upload/image as
+the UI does), queues from the page, waits for the run, and saves one picture: the whole graph fitted
+to a 1600-pixel-wide view, and below it the same page zoomed in on the region's MaskPreview and the
+side-by-side SaveImage (ComfyUI never draws a preview larger than the image, and the demo's images are 128 pixels).
 """
 import argparse
 import base64
@@ -23,16 +24,16 @@ import time
 from pathlib import Path
 
 from demo import common as C
-from demo import run_demo
+from demo import graphs, run_demo
 from harness import host, workflow_api
 
 NAME, FOLDER = "sd35_semantic_edit", "rf_inversion"  # the template route: /api/workflow_templates/<folder>/<name>.json
 WIDTH, HEIGHT = 1600, 1000
-INPUT = "three.png"
-ZOOM = 3                    # the previews' zoom: ComfyUI never draws a preview larger than its image
+INPUT = "scene.png"
+ZOOM = 2                    # the previews' zoom: ComfyUI never draws a preview larger than its image
 LEFT, TOP = 72, 104         # the canvas to the right of the sidebar, below the tabs and the Run bar
 STRIP_TOP = 690             # the zoomed previews go below this line
-EDIT_TEXT = "an 8"
+EDIT_TEXT = run_demo.EDITS[1][0]   # "a tangerine and a dog on blue": the cat becomes a dog
 
 LOAD_JS = r"""(async (name, folder) => {
   const response = await fetch(`/api/workflow_templates/${folder}/${name}.json`);
@@ -75,16 +76,15 @@ SWAP_JS = r"""((demo) => {
       relink(vae, vaeLoader, 0);
       done.push("CheckpointLoaderSimple -> UNETLoader + VAELoader");
     } else if (["TripleCLIPLoader", "DualCLIPLoader", "CLIPLoader", "QuadrupleCLIPLoader"].includes(old.type)) {
+      const clip = targets(old, 0), pos = [...old.pos];
       graph.remove(old);
-      done.push(`${old.type} removed`);
-    } else if (old.type === "CLIPTextEncode") {
-      const out = targets(old, 0), pos = [...old.pos], size = [...old.size], title = old.title;
-      const text = old.widgets[0].value.trim() ? demo.edit : "";
-      graph.remove(old);
-      const prompt = make("RFDemoDigitPrompt", title, pos, {text});
-      prompt.setSize([size[0], prompt.computeSize()[1]]);
-      relink(out, prompt, 0);
-      done.push(`CLIPTextEncode '${title}' -> Digit Prompt ${JSON.stringify(text)}`);
+      const loader = make("RFDemoTextEncoderLoader", "Load Demo Text Encoder (small CLIP)", pos, {clip_name: demo.clip});
+      relink(clip, loader, 0);
+      done.push(`${old.type} -> RFDemoTextEncoderLoader`);
+    } else if (old.type === "CLIPTextEncode" && old.widgets[0].value.trim()) {
+      const text = old.title === demo.sourceTitle ? demo.source : demo.edit;
+      old.widgets[0].value = text;
+      done.push(`CLIPTextEncode '${old.title}': ${JSON.stringify(text)}`);
     }
   }
   const set = (type, values) => graph.nodes.filter((n) => n.type === type).forEach((n) => {
@@ -181,8 +181,8 @@ def compose(full, zooms):
     small = font.font_variant(size=14) if hasattr(font, "font_variant") else font
     y = STRIP_TOP + 4
     note = ("workflows/sd35_semantic_edit.json, run from\nComfyUI's web UI on the demo model\n(demo/, docs/demo.md).\n\n"
-            "Swapped as the demo swaps: the loaders,\nand Digit Prompt for the text encoders.\n\n"
-            f"Edit: the held-out 3 -> \"{EDIT_TEXT}\",\n"
+            "Swapped as the demo swaps: the loaders\n(the demo's small CLIP for the text encoders).\n\n"
+            f"Edit: \"{run_demo.SCENE}\"\n-> \"{EDIT_TEXT}\",\n"
             "gamma {gamma}, eta {eta}, stop {stop}.".format(**run_demo.DEMO))
     draw.multiline_text((LEFT + 8, y + 24), note, fill=(200, 200, 200), font=small, spacing=5)
     x, caption = LEFT + 360, 24
@@ -231,7 +231,8 @@ def main():
         browser.wait_for("!!(window.comfyAPI && window.comfyAPI.api && window.comfyAPI.api.api)")
 
         count = browser.evaluate(f"{LOAD_JS}({json.dumps(NAME)}, {json.dumps(FOLDER)})")
-        demo = {"unet": C.UNET_NAME, "vae": C.VAE_NAME, "edit": EDIT_TEXT, "image": image, **run_demo.DEMO}
+        demo = {**graphs.EMOJI, "edit": EDIT_TEXT, "source": run_demo.SCENE, "sourceTitle": graphs.SOURCE_TITLE, "image": image,
+                **run_demo.DEMO}
         done = browser.evaluate(f"{SWAP_JS}({json.dumps(demo)})")
         print(f"{stamp()} loaded {NAME} ({count} nodes) from the template route; in the page: " + "; ".join(done), flush=True)
 
@@ -256,9 +257,9 @@ def main():
             app.canvas.show_info = false; app.canvas.deselectAll && app.canvas.deselectAll(); return true; }})()""")
         hidden = browser.evaluate(HIDE_QUEUE_JS)
         time.sleep(0.5)
-        # The same page zoomed in on each SaveImage preview (images are loaded when a node is drawn).
+        # The same page zoomed in on the previews (images are loaded when a node is drawn).
         zooms = []
-        for node in browser.evaluate("app.graph.nodes.filter((n) => n.type === 'SaveImage').map((n) => ({id: n.id, title: n.title, pos: [...n.pos], size: [...n.size]}))"):
+        for node in browser.evaluate("app.graph.nodes.filter((n) => n.type === 'MaskPreview' || (n.type === 'SaveImage' && /side by side/.test(n.title))).map((n) => ({id: n.id, title: n.title, pos: [...n.pos], size: [...n.size]}))"):
             cx, cy = node["pos"][0] + node["size"][0] / 2, node["pos"][1] + 20 + node["size"][1] / 2
             browser.evaluate(f"""(() => {{ const ds = app.canvas.ds; ds.scale = {ZOOM};
                 ds.offset[0] = {WIDTH / 2 / ZOOM} - {cx}; ds.offset[1] = {HEIGHT / 2 / ZOOM} - {cy};

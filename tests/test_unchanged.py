@@ -42,6 +42,7 @@ import torch
 
 from demo import common as C
 from demo import graphs
+from demo import scenes as S
 from harness import exact_models as em
 from harness import host, session
 from harness.workflow_api import to_api
@@ -138,9 +139,9 @@ NETWORK_SETTINGS = {"paper": {}, "exact_path_fireflow_mask": SETTINGS["exact_pat
 
 
 def box_mask():
-    """1 over the right half of a 64 x 64 image (the demo scene's right slot), the rest kept."""
-    mask = torch.zeros(1, 64, 64)
-    mask[:, :, 32:] = 1.0
+    """1 over the right half of the demo scene (its right slot), the rest kept."""
+    mask = torch.zeros(1, S.SIZE, S.SIZE)
+    mask[:, :, S.SIZE // 2:] = 1.0
     return mask
 
 
@@ -224,7 +225,7 @@ def test_the_samplers_give_the_same_latents_and_images_as_before_on_the_demo_mod
     empty prompt, edited at cfg 4 (CFGGuider), decoded by VAEDecode; 8 steps."""
     from demo import run_demo
     photo = demo.encode(run_demo.load_png(C.INPUTS / "scene.png")[None])
-    assert photo["samples"].shape == (1, 16, 8, 8)
+    assert photo["samples"].shape == (1, 16, S.SIZE // 8, S.SIZE // 8)
     node = demo.node
     invert_guider = node("CFGGuider").execute(demo.model, demo.empty, demo.empty, 1.0)[0]
     edit_guider = node("CFGGuider").execute(demo.model, demo.text([EDIT]), demo.empty, 4.0)[0]
