@@ -217,10 +217,9 @@ def background_metrics(images, reference, slots):
 
 def reads(reader, out, triples, slots, targets):
     """(edited slot reads the target, other slot reads the kept object), per image, by ``reader``."""
-    kept = triples[torch.arange(len(triples)), 1 - slots]
-    edited_ok = torch.stack([reader.read(out[i:i + 1], int(s))[0] for i, s in enumerate(slots)]) == targets
-    kept_ok = torch.stack([reader.read(out[i:i + 1], 1 - int(s))[0] for i, s in enumerate(slots)]) == kept
-    return edited_ok.float(), kept_ok.float()
+    rows = torch.arange(len(triples))
+    got = torch.stack([reader.read(out, s) for s in (0, 1)], 1)  # (N, 2): both slots, in one batch each
+    return (got[rows, slots] == targets).float(), (got[rows, 1 - slots] == triples[rows, 1 - slots]).float()
 
 
 def measure(pipe, readers, setting, data, inverted_cache):
@@ -349,11 +348,9 @@ def input_data(pipe, readers, objects, n, inputs):
     autoencoded = pipe.decode(latent)
     source_cond = pipe.text([S.prompt(*t) for t in triples.tolist()])
     edit_cond = pipe.text([S.prompt(*t) for t in edited_triples(triples, slots, targets).tolist()])
-    def accuracy(reader, x):
-        return float(torch.stack([reader.read(x, s) == triples[:, s] for s in (0, 1)]).float().mean())
     ae_psnr, ae_ssim = background_metrics(autoencoded, images, slots)
     summary = {"about": INPUT_SETS[inputs],
-               **{f"{name}_reader_accuracy_{on}": accuracy(reader, x) for name, reader in readers.items()
+               **{f"{name}_reader_accuracy_{on}": reader.accuracy(x, triples) for name, reader in readers.items()
                   for on, x in (("inputs", images), ("autoencoder", autoencoded))},
                "autoencoder": {"background_psnr": float(ae_psnr.mean()), "background_ssim": float(ae_ssim.mean())}}
     print(f"{inputs} inputs ({INPUT_SETS[inputs]}): the strict reader reads {summary['strict_reader_accuracy_inputs']:.3f} "

@@ -118,7 +118,7 @@ class Config:
         return C.DEMO / "eval" / f"{self.files}_strict_classifier.safetensors"
 
 
-# The landed model: every constant above, unchanged.
+# The model before issue 21, as it was trained (demo/train_log.txt).
 EMOJI64 = Config(name="emoji64", size=64, obj=28, slot_x=(2, 34), slot_y=18, box=32, move=2,
                  taesd_width=C.TAESD_WIDTH, depth=DEPTH, patch=2, files="emoji", ckpt="demo_emoji_train",
                  log="train_log.txt", inputs="inputs_emoji64", strict_reader=False)
@@ -291,6 +291,13 @@ class SlotClassifier(torch.nn.Module):
         where a reader with ``reject`` reads no emoji."""
         with torch.no_grad():
             return self(crop(images, slot, cfg)).argmax(1)
+
+    def accuracy(self, images, triples, cfg=MODEL):
+        """The share of both slots' emoji in ``images`` that it reads as ``triples`` (N, 2 or 3) say,
+        in batches of 64 on its own device."""
+        device = next(self.parameters()).device
+        got = torch.stack([torch.cat([self.read(x.to(device), s, cfg).cpu() for x in images.split(64)]) for s in (0, 1)], 1)
+        return float((got == triples[:, :2]).float().mean())
 
 
 def load_classifier(cfg=MODEL, strict=False):

@@ -361,15 +361,6 @@ def train_strict_classifier(objects, triples, steps, gen, cfg):
     return train_reader(objects, triples, steps, gen, cfg, strict_augment, "strict classifier", reject=True)
 
 
-@torch.no_grad()
-def read_accuracy(clf, images, triples, cfg):
-    """The share of both slots' emoji that ``clf`` reads as ``triples`` say."""
-    got = [clf.read(x.to(DEVICE), s, cfg).cpu() for x in images.split(64) for s in (0, 1)]
-    left = torch.cat(got[0::2]) == triples[:, 0]
-    right = torch.cat(got[1::2]) == triples[:, 1]
-    return float(torch.cat([left, right]).float().mean())
-
-
 def blobs(images, factor=4):
     """What a person reads as blobs: the scenes area-downsampled ``factor`` times and back up (a
     check that the strict reader does not read them)."""
@@ -533,9 +524,9 @@ def main():
             tint, shift = S.unprompted_variation(len(held), g, cfg)
             real = S.render(objects, held_t[:, 0], held_t[:, 1], held_t[:, 2], tint=tint, shift=shift, cfg=cfg)
             recon = torch.cat([dec(enc(x.to(DEVICE))).clamp(0, 1).cpu() for x in real.split(64)])
-            log(f"  strict reader on the {len(held)} varied held-out scenes: {read_accuracy(strict, real, held_t, cfg):.3f} read; "
-                f"their autoencoder reconstructions {read_accuracy(strict, recon, held_t, cfg):.3f}; the scenes as blobs "
-                + ", ".join(f"{f}x {read_accuracy(strict, blobs(real, f), held_t, cfg):.3f}" for f in (2, 3, *BLOB_FACTORS)))
+            log(f"  strict reader on the {len(held)} varied held-out scenes: {strict.accuracy(real, held_t, cfg):.3f} read; "
+                f"their autoencoder reconstructions {strict.accuracy(recon, held_t, cfg):.3f}; the scenes as blobs "
+                + ", ".join(f"{f}x {strict.accuracy(blobs(real, f), held_t, cfg):.3f}" for f in (2, 3, *BLOB_FACTORS)))
         took("strict classifier", t0)
         if opts.stop_after == "strict":
             return
@@ -621,7 +612,7 @@ def main():
             ok = [(strict.read(samples.to(DEVICE), s, cfg).cpu() == held_t[pick, s]).float() for s in (0, 1)]
             log(f"  the same samples by the strict reader: {float(torch.cat(ok).mean()):.3f} of the objects read as prompted, "
                 f"both in {float((ok[0] * ok[1]).mean()):.3f}; reconstructions of the held-out scenes "
-                f"{read_accuracy(strict, recon, held_t, cfg):.3f}")
+                f"{strict.accuracy(recon, held_t, cfg):.3f}")
 
     enc, dec, flow, clf = enc.cpu(), dec.cpu(), flow.cpu(), clf.cpu()
     files = [cfg.unet_file, cfg.vae_file, cfg.clip_file, cfg.classifier_file]

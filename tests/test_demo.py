@@ -84,10 +84,6 @@ def test_training_encodes_prompts_exactly_as_clip_text_encode_does(demo):
     assert torch.allclose(pooled, cond[0][1]["pooled_output"], atol=1e-5)
 
 
-def reads(reader, images, t):
-    return float(torch.stack([reader.read(images, s) == t[:, s] for s in (0, 1)]).float().mean())
-
-
 def test_the_readers_read_held_out_emoji_scenes_and_their_reconstructions_but_not_blobs(demo, objects, classifier, lenient):
     """Every held-out scene (456: object pair, order and background never seen in training), both
     slots, with the tint and moves no prompt says; their reconstructions through VAEEncode and
@@ -99,7 +95,7 @@ def test_the_readers_read_held_out_emoji_scenes_and_their_reconstructions_but_no
     tint, shift = S.unprompted_variation(len(t), torch.Generator().manual_seed(8))
     images = S.render(objects, t[:, 0], t[:, 1], t[:, 2], tint=tint, shift=shift)
     recon = torch.cat([demo.decode(demo.encode(x)) for x in images.split(114)])
-    got = {(name, on): reads(reader, x, t) for name, reader in (("strict", classifier), ("lenient", lenient))
+    got = {(name, on): reader.accuracy(x, t) for name, reader in (("strict", classifier), ("lenient", lenient))
            for on, x in (("scenes", images), ("reconstructions", recon), ("blobs", train.blobs(images, 8)))}
     print(f"readers on {len(held)} held-out scenes: {got}")
     assert got["strict", "scenes"] >= 0.99 and got["lenient", "scenes"] >= 0.95
