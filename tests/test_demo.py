@@ -106,8 +106,8 @@ def test_the_readers_read_held_out_emoji_scenes_and_their_reconstructions_but_no
 def test_samples_of_held_out_prompts_read_as_the_prompted_objects(demo, classifier):
     """The model's own samples, through ComfyUI's nodes (CLIPTextEncode, EmptySD3LatentImage,
     RandomNoise, CFGGuider at cfg 4, euler, 20 steps of the simple schedule at shift 3, VAEDecode),
-    of 48 held-out prompts: the strict reader reads the prompted object in each slot. Measured 0.938
-    (the issue asks for 0.95, which this model does not reach: docs/demo.md)."""
+    of 48 held-out prompts: the strict reader reads the prompted object in each slot, as the issue asks
+    of the demo model. Measured 0.979."""
     _, held = S.split()
     pick = torch.randperm(len(held), generator=torch.Generator().manual_seed(7))[:48]
     t = torch.tensor(held)[pick]
@@ -122,7 +122,7 @@ def test_samples_of_held_out_prompts_read_as_the_prompted_objects(demo, classifi
     read = torch.stack([classifier.read(images, s) == t[:, s] for s in (0, 1)]).float()
     accuracy = float(read.mean())
     print(f"samples of 48 held-out prompts: {accuracy:.3f} of the objects read as prompted, both in {float(read.prod(0).mean()):.3f}")
-    assert accuracy >= 0.9
+    assert accuracy >= 0.95
 
 
 def test_inversion_and_reconstruction_returns_the_scene(demo, objects):
@@ -174,7 +174,7 @@ def test_the_shipped_edit_workflow_edits_one_emoji_on_the_real_server(demo_serve
 def test_the_edit_region_localises_held_out_edits(demo, classifier, lenient, objects):
     """The Edit Region node at its defaults on 100 held-out scenes (the varied set: a tint and moves no
     prompt says), one slot's emoji changed in each: the region is the edited slot's box, in whole latent
-    cells of 8 px. Measured: IoU 0.77 (the benchmark's region_paper row)."""
+    cells of 8 px. Measured: IoU 0.78."""
     from demo import evaluate
     data, _ = evaluate.input_data(demo, {"strict": classifier, "lenient": lenient}, objects, 100, "varied")
     images, latent, _, _, slots, _, source_cond, edit_cond = data

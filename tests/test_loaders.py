@@ -233,9 +233,10 @@ def test_the_edit_runs_on_fp8_weights_close_to_the_default_dtype(models, edits, 
     read = {name: [int(v) for v in classifier.read(edits[name], 1)] for name in ("default", "fp8")}
     print(f"fp8_e4m3fn against the default-dtype edit: mean |difference| {change:.4f}, PSNR {psnr.mean():.1f} dB "
           f"(lowest {psnr.min():.1f}); edited slot reads {read}, targets {targets.tolist()}")
-    assert change < 0.05  # 0.032 on the 128 px emoji model (0.02 on the 64 px one)
-    # the 128 px emoji model: 24.6 dB mean, 22.8 lowest, one of the 4 edited slots read otherwise
-    # (the 64 px model: above 27 dB, every slot read the same)
+    assert change < 0.05  # 0.025 on the 128 px emoji model (0.02 on the 64 px one)
+    # the 128 px emoji model: 25.6 dB mean, 23.0 lowest, every edited slot read the same (its first
+    # version, trained on varied scenes alone in the last stage: 22.8 dB lowest, one slot read otherwise);
+    # the 64 px model: above 27 dB
     assert float(psnr.min()) > 20
     assert sum(a == b for a, b in zip(read["fp8"], read["default"])) >= 3
 
@@ -262,8 +263,8 @@ def test_the_three_samplers_with_the_exact_path(demo, models, scenes, classifier
           f"sample finite: {bool(torch.isfinite(edited).all())}, {bool(torch.isfinite(generated).all())}")
     assert error < 1e-5
     assert torch.isfinite(edited).all() and torch.isfinite(generated).all()
-    # the strict reader on 4 scenes' 8 emoji: 5 of 8 on the 128 px model (its plain samples read 94 %)
-    assert float((reads == prompted).float().mean()) >= 0.5
+    # the strict reader on 4 scenes' 8 emoji: 8 of 8 with the LoRA, 7 of 8 in fp8 on the 128 px model
+    assert float((reads == prompted).float().mean()) >= 0.75
     assert edited.shape == generated.shape == (len(latent["samples"]), 3, S.SIZE, S.SIZE)
 
 
