@@ -339,15 +339,21 @@ INPUT_SETS = {
 }
 
 
-def input_data(pipe, readers, objects, n, inputs):
-    """The edit set's images, latents, autoencoder reconstructions, prompts' conditionings."""
+def edit_inputs(pipe, objects, n, inputs):
+    """The edit set's images, latents, triples, edited slots and targets, and the conditionings of the
+    scenes' prompts and of the edit prompts."""
     triples, slots, targets = edit_set(n)
     tint, shift = S.unprompted_variation(len(triples), torch.Generator().manual_seed(2)) if inputs == "varied" else (None, None)
     images = S.render(objects, triples[:, 0], triples[:, 1], triples[:, 2], tint=tint, shift=shift)
-    latent = pipe.encode(images)
-    autoencoded = pipe.decode(latent)
     source_cond = pipe.text([S.prompt(*t) for t in triples.tolist()])
     edit_cond = pipe.text([S.prompt(*t) for t in edited_triples(triples, slots, targets).tolist()])
+    return images, pipe.encode(images), triples, slots, targets, source_cond, edit_cond
+
+
+def input_data(pipe, readers, objects, n, inputs):
+    """The edit set's images, latents, autoencoder reconstructions, prompts' conditionings."""
+    images, latent, triples, slots, targets, source_cond, edit_cond = edit_inputs(pipe, objects, n, inputs)
+    autoencoded = pipe.decode(latent)
     ae_psnr, ae_ssim = background_metrics(autoencoded, images, slots)
     summary = {"about": INPUT_SETS[inputs],
                **{f"{name}_reader_accuracy_{on}": reader.accuracy(x, triples) for name, reader in readers.items()

@@ -86,18 +86,20 @@ def test_training_encodes_prompts_exactly_as_clip_text_encode_does(demo):
 
 def test_the_readers_read_held_out_emoji_scenes_and_their_reconstructions_but_not_blobs(demo, objects, classifier, lenient):
     """Every held-out scene (456: object pair, order and background never seen in training), both
-    slots, with the tint and moves no prompt says; their reconstructions through VAEEncode and
-    VAEDecode; and the scenes as blobs (area-downsampled 8 times and back up: 7 px of detail an
-    emoji), which a person does not read and the strict reader should not either."""
+    slots, with the tint and moves no prompt says; the reconstructions through VAEEncode and VAEDecode
+    of every third of them (152: ComfyUI runs the 32-wide TAESD at its full width of 64, the test's
+    costliest step); and the scenes as blobs (area-downsampled 8 times and back up: 7 px of detail an
+    emoji), which a person does not read and the strict reader should not either. The strict reader
+    read 0.976 of all 456 reconstructions in the training log, and 0.980, 0.974 and 0.974 of each third."""
     from demo import train
     _, held = S.split()
     t = torch.tensor(held)
     tint, shift = S.unprompted_variation(len(t), torch.Generator().manual_seed(8))
     images = S.render(objects, t[:, 0], t[:, 1], t[:, 2], tint=tint, shift=shift)
-    recon = torch.cat([demo.decode(demo.encode(x)) for x in images.split(114)])
-    got = {(name, on): reader.accuracy(x, t) for name, reader in (("strict", classifier), ("lenient", lenient))
-           for on, x in (("scenes", images), ("reconstructions", recon), ("blobs", train.blobs(images, 8)))}
-    print(f"readers on {len(held)} held-out scenes: {got}")
+    recon = demo.decode(demo.encode(images[::3]))
+    got = {(name, on): reader.accuracy(x, tx) for name, reader in (("strict", classifier), ("lenient", lenient))
+           for on, x, tx in (("scenes", images, t), ("reconstructions", recon, t[::3]), ("blobs", train.blobs(images, 8), t))}
+    print(f"readers on {len(held)} held-out scenes, {len(recon)} reconstructions: {got}")
     assert got["strict", "scenes"] >= 0.99 and got["lenient", "scenes"] >= 0.95
     assert got["strict", "reconstructions"] >= 0.97
     assert got["strict", "blobs"] <= 0.05
@@ -171,13 +173,12 @@ def test_the_shipped_edit_workflow_edits_one_emoji_on_the_real_server(demo_serve
     assert kept[run_demo.DEMO["eta"]] > kept[0.0] + 0.5
 
 
-def test_the_edit_region_localises_held_out_edits(demo, classifier, lenient, objects):
+def test_the_edit_region_localises_held_out_edits(demo, objects):
     """The Edit Region node at its defaults on 100 held-out scenes (the varied set: a tint and moves no
     prompt says), one slot's emoji changed in each: the region is the edited slot's box, in whole latent
     cells of 8 px. Measured: IoU 0.78."""
     from demo import evaluate
-    data, _ = evaluate.input_data(demo, {"strict": classifier, "lenient": lenient}, objects, 100, "varied")
-    images, latent, _, _, slots, _, source_cond, edit_cond = data
+    images, latent, _, slots, _, source_cond, edit_cond = evaluate.edit_inputs(demo, objects, 100, "varied")
     calls = demo.calls
     mask, soft = demo.region(latent, source_cond, edit_cond, evaluate.REGION)
     assert demo.calls - calls == 12  # 2 x 3 levels x 2 seeds, each a batch of the 100 scenes
