@@ -13,7 +13,8 @@ import torch
 from comfy_api.latest import io
 
 from .. import sampler as rf
-from .samplers import FlowStateSampler, PackSampler, check_flow_model, check_fraction, seed_input
+from .samplers import (FlowStateSampler, PackSampler, check_finite_latent, check_finite_output, check_flow_model,
+                       check_fraction, seed_input)
 
 TITLE = "Edit Region"
 MAX_LEVELS = MAX_SEEDS = 16
@@ -75,9 +76,7 @@ def check_inputs(model, source, target, latent_image, threshold, levels, seeds):
         if not 1 <= value <= limit:
             raise ValueError(f"{TITLE}: {name} is {value}; it must be a whole number from 1 to {limit}. Set it on the node.")
     check_flow_model(TITLE, model.get_model_object("model_sampling"))
-    if not torch.isfinite(latent_image).all():
-        raise ValueError(f"{TITLE}: the latent holds NaN or inf values; check the node that made it (a VAE Encode of an "
-                         "image with NaN pixels, or a sampler before this one that overflowed).")
+    check_finite_latent(TITLE, "latent", latent_image)
     for name, conditioning in (("source", source), ("target", target)):
         check_batch(name, conditioning, latent_image.shape[0])
     if same_conditioning(source, target):
@@ -110,9 +109,7 @@ def region(model, source, target, latent_image, levels, seeds, seed):
 
     probe(model, source, latent_image, levels, seeds, seed, lambda k, d: kept.append(d.to(keep)), progress)
     probe(model, target, latent_image, levels, seeds, seed, difference, progress)
-    if not torch.isfinite(total).all():
-        raise ValueError(f"{TITLE}: the model returned NaN or inf values. This usually comes from the model's weights or "
-                         "dtype (try weight_dtype default or bf16 instead of fp16).")
+    check_finite_output(TITLE, total)
     soft = rf.region_map(total.to(keep))
     flat = [i for i in range(soft.shape[0]) if not bool(soft[i].any())]
     if flat:

@@ -47,15 +47,12 @@ class PackSampler(comfy.samplers.KSAMPLER):
         if not self.uses_noise and noise is not None and torch.count_nonzero(noise) > 0:
             raise ValueError(f"{where} this sampler ignores the noise input, and a noise source is wired to it. "
                              "Connect DisableNoise to SamplerCustomAdvanced's noise (or turn add_noise off in SamplerCustom).")
-        if latent_image is not None and not torch.isfinite(latent_image).all():
-            raise ValueError(f"{where} the latent_image holds NaN or inf values; check the node that made it (a VAE Encode "
-                             "of an image with NaN pixels, or a sampler before this one that overflowed).")
+        if latent_image is not None:
+            check_finite_latent(self.title, "latent_image", latent_image)
 
     def checked(self, samples):
         """Never hand NaN on to the next node: name the sampler where the values broke."""
-        if not torch.isfinite(samples).all():
-            raise ValueError(f"{self.title}: the model returned NaN or inf values while sampling. This usually "
-                             "comes from the model's weights or dtype (try weight_dtype default or bf16 instead of fp16).")
+        check_finite_output(self.title, samples, " while sampling")
         return samples
 
     def interruptible(self, callback, total_steps):
@@ -253,8 +250,7 @@ class ControlledReverseKSampler(FlowStateSampler):
         if len(sigmas) > 1 and not bool((sigmas[1:] < sigmas[:-1]).all()):
             raise ValueError(f"{self.title}: the sigmas must decrease (the reverse runs from noise to the image). "
                              "Connect the scheduler's sigmas directly, without FlipSigmas.")
-        if not torch.isfinite(self.reference["samples"]).all():
-            raise ValueError(f"{self.title}: the reference latent holds NaN or inf values; check the node that made it.")
+        check_finite_latent(self.title, "reference latent", self.reference["samples"])
 
     def recorded_path(self, sigmas, latent_image, y0):
         """The record this run retraces: the inversion's settings, these sigmas and this latent (and, where
@@ -379,6 +375,20 @@ def check_choice(title, name, value, choices, hint):
     """This host validates V3 combos only in the web UI: a pasted API prompt reaches execute as it is."""
     if value not in choices:
         raise ValueError(f"{title}: {name} {value!r} is not one of the choices {', '.join(choices)}. {hint}")
+
+
+def check_finite_latent(title, name, latent):
+    """A latent input with NaN or inf: name the input and where such values come from."""
+    if not torch.isfinite(latent).all():
+        raise ValueError(f"{title}: the {name} holds NaN or inf values; check the node that made it (a VAE Encode of an "
+                         "image with NaN pixels, or a sampler before this one that overflowed).")
+
+
+def check_finite_output(title, values, during=""):
+    """Never hand NaN on to the next node: name the node where the model's values broke."""
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{title}: the model returned NaN or inf values{during}. This usually comes from the model's "
+                         "weights or dtype (try weight_dtype default or bf16 instead of fp16).")
 
 
 def check_fraction(title, name, value, hint):
