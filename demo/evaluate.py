@@ -277,7 +277,7 @@ def plot(rows, path, ceiling):
     ys_all = [r["background_psnr"] for r in rows] + [ceiling]
     x0, x1 = max(0.0, min(xs_all) - 0.05), min(1.0, max(xs_all) + 0.05)
     y0, y1 = min(ys_all) - 1.0, max(ys_all) + 1.0
-    W, H, L, B, T, R = 760, 610, 70, 60, 190, 40
+    W, H, L, B, T, R = 920, 610, 70, 60, 190, 200  # R: room for the labels of points at edit success 1
     im = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(im)
     pw, ph = W - L - R, H - T - B
@@ -303,10 +303,11 @@ def plot(rows, path, ceiling):
         coords = [(xs(r["edit_success"]), ys(r["background_psnr"])) for r in pts]
         if key != "solver" and len(coords) > 1:
             d.line(coords, fill=colour, width=2)
-        for (x, y), r in zip(coords, pts):
+        for i, ((x, y), r) in enumerate(zip(coords, pts)):
             d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-            label = r["solver"] if key == "solver" else f"{key} {r[key]:g}"
-            d.text((x + 6, y - 16 + 12 * (n % 2)), label, fill=colour, font=font)
+            if key == "solver" or i in (0, len(pts) - 1):  # a sweep's ends: its middle points crowd each other
+                label = r["solver"] if key == "solver" else f"{key} {r[key]:g}"
+                d.text((x + 6, y - 16 + 12 * (n % 2)), label, fill=colour, font=font)
         ly = 30 + 18 * n
         d.line([(14, ly + 7), (34, ly + 7)], fill=colour, width=3)
         d.text((40, ly), f"{key} sweep around the paper's setting" if key != "solver" else "solvers at 28 calls a pass",
